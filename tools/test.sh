@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, runs every Bazel test, and prints
+# "N passed, N failed" counted from the GoogleTest XML of this run's test targets.
+#   tools/test.sh                      all tests
+#   tools/test.sh --config=asan        all tests under ASan+UBSan
+#   tools/test.sh //p9/...             a subset (target patterns and bazel flags pass through)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tools/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+trap 'bazel shutdown >/dev/null 2>&1 || true' EXIT
+
+flags=(); targets=()
+for a in "$@"; do
+  case "$a" in
+    -*) flags+=("$a") ;;
+    *) targets+=("$a") ;;
+  esac
+done
+[ ${#targets[@]} -eq 0 ] && targets=(//...)
+
+log=$(mktemp)
+bazel test "${flags[@]}" --test_output=errors --keep_going -- "${targets[@]}" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+tests=$(bazel query "tests(set(${targets[*]}))" 2>/dev/null)
+python3 tools/count_tests.py --bazel-log "$log" \
+  --testlogs "$(bazel info "${flags[@]}" bazel-testlogs 2>/dev/null)" $tests
+count_rc=$?
+rm -f "$log"
+[ $rc -eq 0 ] && [ $count_rc -eq 0 ] && exit 0
+exit 1
