@@ -1,0 +1,93 @@
+// The 9P2000.L server framework: connections, sessions, fid table and dispatch onto a backend
+// (file.h). The gofer and the test fakes plug in through Attacher/File.
+//
+// Threads: a Server runs an Asio io_context on `threads` threads. Each connection waits for
+// readability with async_wait; the woken thread drains every complete frame from the socket,
+// re-arms the wait, posts all frames but the last to the pool and handles the last one inline,
+// so a lone request is served on the thread that woke for it (no hand-off, see DESIGN.md on
+// wake-up costs) while a burst spreads over the pool. Replies are written with one sendmsg
+// under a per-connection send mutex.
+//
+// Protocol rules enforced here, not in backends:
+//  * Tversion first; it negotiates msize = min(client, max_msize) (>= kMinMsize, else EINVAL)
+//    and the version ("9P2000.L", or our extension "9P2000.L.cxx.1" which adds fd donation with
+//    Rlopen/Rlcreate; anything else answers "unknown"). A new Tversion resets the session.
+//  * A tag reused while in flight, or a frame with a bad header, is a protocol violation: the
+//    connection is closed. A malformed body gets Rlerror(EINVAL); an unknown type Rlerror(ENOSYS).
+//  * Tflush(oldtag) is answered after oldtag's reply has been sent (or at once if it has none).
+//  * Names are validated (EINVAL for "", ".", "..", '/', NUL; ENAMETOOLONG beyond 255).
+//  * Limits per connection: fids (EMFILE beyond max_fids) and requests in flight (the server
+//    stops reading the socket until one completes: backpressure, not an error).
+//  * A connection that dies releases every fid (and so every backend File) once its in-flight
+//    requests have returned.
+#ifndef P9_SERVER_H_
+#define P9_SERVER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "p9/file.h"
+#include "p9/p9.h"
+#include "p9/result.h"
+#include "p9/unique_fd.h"
+
+namespace p9 {
+
+struct ServerOptions {
+  uint32_t max_msize = kMaxMsize;  // Upper bound for the negotiated msize.
+  size_t threads = 0;              // 0: std::thread::hardware_concurrency().
+  size_t max_fids = 1u << 20;      // Per connection.
+  size_t max_inflight = 1024;      // Per connection; must be <= 65535.
+  bool allow_fd_donation = true;   // Offer the extension version (fd donation).
+};
+
+class Connection;
+struct ServerState;
+
+// Serves 9P2000.L on any number of connections. Thread-safe.
+class Server {
+ public:
+  // `attacher` must outlive the Server.
+  explicit Server(Attacher& attacher, ServerOptions options = {});
+  // Stops: closes every connection and waits for in-flight requests to finish.
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Serves a connected stream socket (unix or TCP, socketpair or inherited fd).
+  void AddConnection(UniqueFd sock);
+
+  // Accepts connections on a listening socket until Stop().
+  void Listen(UniqueFd listener);
+
+  // Closes every connection and listener and joins the threads. Idempotent.
+  void Stop();
+
+  // Connections alive (for tests and logs): a closed connection stops counting once its
+  // in-flight requests have finished and its fids were released.
+  size_t connection_count() const;
+  // Blocks until connection_count() == 0 or the timeout passes; true if it reached 0.
+  bool WaitNoConnections(std::chrono::milliseconds timeout) const;
+
+ private:
+  std::shared_ptr<ServerState> state_;
+  std::vector<std::thread> threads_;
+  // Accept loops of Listen(); each keeps its descriptor alive. Guarded by state_->mu.
+  std::vector<std::shared_ptr<std::function<void()>>> listener_loops_;
+  std::once_flag stopped_;
+};
+
+// Checks a single path component from the wire (see file.h): EINVAL or ENAMETOOLONG.
+Result<void> ValidateName(const std::string& name);
+
+}  // namespace p9
+
+#endif  // P9_SERVER_H_

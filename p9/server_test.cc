@@ -1,0 +1,714 @@
+// Protocol-level tests of the server framework: raw frames over a real socketpair against a
+// scripted backend, so each rule of server.h (version, tags, flush, limits, fid lifetime,
+// fd donation) is checked byte for byte without the client library in the way.
+#include "p9/server.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "p9/messages.h"
+#include "p9/transport.h"
+
+namespace p9 {
+namespace {
+
+using ::testing::ElementsAre;
+
+// Shared state of the scripted backend.
+struct FakeState {
+  std::atomic<int> live{0};             // FakeFile objects alive.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool gate_open = true;                // ReadAt of "slow" blocks while false.
+  int reading = 0;                      // ReadAt calls of "slow" in progress.
+  int max_reading = 0;
+  std::map<std::string, std::string> xattrs;
+  int pipe_read_fd = -1;                // Donated on Open when >= 0.
+
+  void CloseGate() {
+    std::lock_guard l(mu);
+    gate_open = false;
+  }
+  void OpenGate() {
+    std::lock_guard l(mu);
+    gate_open = true;
+    cv.notify_all();
+  }
+  bool WaitReading(int n) {
+    std::unique_lock l(mu);
+    return cv.wait_for(l, std::chrono::seconds(10), [&] { return reading >= n; });
+  }
+};
+
+// A file named by its path; every name exists except "missing". "slow" blocks in ReadAt while
+// the gate is closed. Directories are names starting with 'd' (and the root).
+class FakeFile : public File {
+ public:
+  FakeFile(std::shared_ptr<FakeState> s, std::string path) : s_(std::move(s)), path_(path) {
+    ++s_->live;
+  }
+  ~FakeFile() override { --s_->live; }
+
+  Qid qid() const {
+    bool dir = path_.empty() || (path_.rfind('/') + 1 < path_.size() &&
+                                     path_[path_.rfind('/') + 1] == 'd');
+    return Qid{static_cast<uint8_t>(dir ? kQtDir : kQtFile), 0, std::hash<std::string>()(path_)};
+  }
+  Result<WalkResult> Walk(std::span<const std::string> names) override {
+    WalkResult w;
+    std::string p = path_;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "missing") {
+        if (i == 0) return Errno(ENOENT);
+        return w;
+      }
+      p += "/" + names[i];
+      w.qids.push_back(FakeFile(s_, p).qid());
+    }
+    w.file = std::make_unique<FakeFile>(s_, p);
+    return w;
+  }
+  Result<Rgetattr> GetAttr(uint64_t mask) override {
+    Rgetattr r;
+    r.valid = mask & getattr::kBasic;
+    r.qid = qid();
+    r.mode = (r.qid.type & kQtDir) ? (S_IFDIR | 0755) : (S_IFREG | 0644);
+    r.size = path_.size();
+    return r;
+  }
+  Result<void> SetAttr(const Tsetattr&) override { return Ok(); }
+  Result<OpenResult> Open(uint32_t) override {
+    OpenResult o;
+    o.qid = qid();
+    if (s_->pipe_read_fd >= 0) o.donate = UniqueFd(dup(s_->pipe_read_fd));
+    return o;
+  }
+  Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override {
+    if (path_.ends_with("/slow")) {
+      std::unique_lock l(s_->mu);
+      ++s_->reading;
+      s_->max_reading = std::max(s_->max_reading, s_->reading);
+      s_->cv.notify_all();
+      s_->cv.wait(l, [&] { return s_->gate_open; });
+      --s_->reading;
+    }
+    // Contents: the path, repeated.
+    size_t n = 0;
+    for (; n < dst.size() && offset + n < 3 * path_.size(); ++n) {
+      dst[n] = path_[(offset + n) % path_.size()];
+    }
+    return n;
+  }
+  Result<size_t> WriteAt(Bytes src, uint64_t) override { return src.size(); }
+  Result<std::vector<Dirent>> Readdir(uint64_t offset, uint32_t) override {
+    std::vector<Dirent> out;
+    for (uint64_t i = offset; i < 100; ++i) {
+      out.push_back(Dirent{Qid{0, 0, i}, i + 1, DT_REG, "entry" + std::to_string(i)});
+    }
+    return out;
+  }
+  Result<CreateResult> Create(const std::string& name, uint32_t, uint32_t, uint32_t) override {
+    CreateResult c;
+    c.file = std::make_unique<FakeFile>(s_, path_ + "/" + name);
+    c.qid = static_cast<FakeFile*>(c.file.get())->qid();
+    return c;
+  }
+  Result<Qid> Mkdir(const std::string&, uint32_t, uint32_t) override { return qid(); }
+  Result<Qid> Symlink(const std::string&, const std::string&, uint32_t) override { return qid(); }
+  Result<Qid> Mknod(const std::string&, uint32_t, uint32_t, uint32_t, uint32_t) override {
+    return qid();
+  }
+  Result<void> Link(File&, const std::string&) override { return Ok(); }
+  Result<void> Rename(File&, const std::string&) override { return Ok(); }
+  Result<void> RenameAt(const std::string&, File&, const std::string&) override { return Ok(); }
+  Result<void> UnlinkAt(const std::string& name, uint32_t) override {
+    return name == "missing" ? Result<void>(Errno(ENOENT)) : Ok();
+  }
+  Result<std::string> Readlink() override { return path_; }
+  Result<void> Fsync(bool) override { return Ok(); }
+  Result<Rstatfs> StatFs() override { return Rstatfs{.type = 0x01021997, .bsize = 4096}; }
+  Result<std::string> GetXattr(const std::string& name) override {
+    std::lock_guard l(s_->mu);
+    auto it = s_->xattrs.find(name);
+    if (it == s_->xattrs.end()) return Errno(ENODATA);
+    return it->second;
+  }
+  Result<std::string> ListXattr() override {
+    std::lock_guard l(s_->mu);
+    std::string out;
+    for (auto& [k, v] : s_->xattrs) out += k + '\0';
+    return out;
+  }
+  Result<void> SetXattr(const std::string& name, const std::string& value,
+                        uint32_t flags) override {
+    std::lock_guard l(s_->mu);
+    if ((flags & kXattrCreate) && s_->xattrs.contains(name)) return Errno(EEXIST);
+    s_->xattrs[name] = value;
+    return Ok();
+  }
+  Result<void> RemoveXattr(const std::string& name) override {
+    std::lock_guard l(s_->mu);
+    if (!s_->xattrs.erase(name)) return Errno(ENODATA);
+    return Ok();
+  }
+
+ private:
+  std::shared_ptr<FakeState> s_;
+  std::string path_;
+};
+
+class FakeAttacher : public Attacher {
+ public:
+  explicit FakeAttacher(std::shared_ptr<FakeState> s) : s_(std::move(s)) {}
+  Result<std::unique_ptr<File>> Attach(const std::string& aname, const std::string&,
+                                       uint32_t) override {
+    if (aname == "nope") return Errno(ENOENT);
+    return std::unique_ptr<File>(std::make_unique<FakeFile>(s_, ""));
+  }
+
+ private:
+  std::shared_ptr<FakeState> s_;
+};
+
+// The client end of a socketpair whose other end the server serves.
+class RawConn {
+ public:
+  explicit RawConn(Server& server) {
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fd_ = UniqueFd(sv[0]);
+    server.AddConnection(UniqueFd(sv[1]));
+    reader_ = std::make_unique<FrameReader>(fd_.get(), kMaxMsize);
+  }
+  template <typename M>
+  void Send(Tag tag, const M& m) {
+    ASSERT_TRUE(SendFrame(fd_.get(), EncodeFrame(tag, m)).has_value());
+  }
+  void SendRaw(const std::vector<char>& bytes) {
+    ASSERT_EQ(write(fd_.get(), bytes.data(), bytes.size()), ssize_t(bytes.size()));
+  }
+  // The next frame, or an error (ECONNRESET when the server closed). Fails the test after 10s.
+  // (Frames may already sit in the reader's buffer, so try it before polling.)
+  Result<InFrame> Next() {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      P9_ASSIGN_OR_RETURN(std::optional<InFrame> f, reader_->TryRead());
+      if (f) return std::move(*f);
+      pollfd p{fd_.get(), POLLIN, 0};
+      if (std::chrono::steady_clock::now() > deadline || poll(&p, 1, 10000) != 1) {
+        ADD_FAILURE() << "no reply within 10s";
+        return Errno(ETIMEDOUT);
+      }
+    }
+  }
+  // True if nothing arrives within `ms`.
+  bool Quiet(int ms) {
+    auto f = reader_->TryRead();
+    if (!f.has_value() || f->has_value()) return false;
+    pollfd p{fd_.get(), POLLIN, 0};
+    return poll(&p, 1, ms) == 0;
+  }
+  // Sends and returns the decoded reply R, or the Rlerror errno.
+  template <typename T, typename R = typename T::Response>
+  Result<R> Call(const T& req, Tag tag = 1, std::vector<UniqueFd>* fds = nullptr) {
+    Send(tag, req);
+    P9_ASSIGN_OR_RETURN(InFrame f, Next());
+    last_ = std::move(f);
+    EXPECT_EQ(last_.header.tag, tag);
+    if (fds) *fds = std::move(last_.fds);
+    return Decode<R>(last_);
+  }
+  template <typename R>
+  static Result<R> Decode(const InFrame& f) {
+    if (f.header.type == static_cast<uint8_t>(MsgType::kRlerror)) {
+      auto e = DecodeBody<Rlerror>(f.body_view());
+      if (!e.has_value()) return Errno(EBADMSG);
+      return Errno(static_cast<int>(e->ecode));
+    }
+    if (f.header.type != static_cast<uint8_t>(R::kType)) return Errno(EBADMSG);
+    return DecodeBody<R>(f.body_view());
+  }
+  void Version(const char* version = kVersion9P2000L) {
+    auto r = Call(Tversion{1u << 20, version}, kNoTag);
+    ASSERT_TRUE(r.has_value());
+  }
+  void Attach(Fid fid = 1) {
+    auto r = Call(Tattach{fid, kNoFid, "root", "", kNoUid});
+    ASSERT_TRUE(r.has_value()) << r.error();
+  }
+  int fd() { return fd_.get(); }
+  void Close() { fd_.reset(); }
+
+ private:
+  UniqueFd fd_;
+  std::unique_ptr<FrameReader> reader_;
+  InFrame last_;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { MakeServer({}); }
+  void MakeServer(ServerOptions o) {
+    conn_.reset();
+    server_.reset();
+    server_ = std::make_unique<Server>(attacher_, o);
+    conn_ = std::make_unique<RawConn>(*server_);
+  }
+  void TearDown() override {
+    state_->OpenGate();
+    conn_.reset();
+    server_.reset();
+    EXPECT_EQ(state_->live, 0) << "backend files leaked";
+  }
+  Errno Err(const auto& r) { return r.has_value() ? Errno(0) : r.error(); }
+
+  std::shared_ptr<FakeState> state_ = std::make_shared<FakeState>();
+  FakeAttacher attacher_{state_};
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<RawConn> conn_;
+};
+
+TEST_F(ServerTest, VersionNegotiatesTheSmallerMsize) {
+  MakeServer({.max_msize = 1u << 20});
+  auto r = conn_->Call(Tversion{4u << 20, "9P2000.L"}, kNoTag);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->msize, 1u << 20);
+  EXPECT_EQ(r->version, "9P2000.L");
+  r = conn_->Call(Tversion{8192, "9P2000.L"}, kNoTag);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->msize, 8192u);
+}
+
+TEST_F(ServerTest, VersionEchoesOnlyKnownVersions) {
+  auto r = conn_->Call(Tversion{1u << 20, kVersion9P2000LExt}, kNoTag);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->version, kVersion9P2000LExt);
+  r = conn_->Call(Tversion{1u << 20, "9P2000.u"}, kNoTag);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->version, "unknown");
+  // Our extension offered to a server that does not allow donation falls back to plain .L.
+  MakeServer({.allow_fd_donation = false});
+  r = conn_->Call(Tversion{1u << 20, kVersion9P2000LExt}, kNoTag);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->version, "9P2000.L");
+}
+
+TEST_F(ServerTest, TinyMsizeIsEINVAL) {
+  EXPECT_EQ(Err(conn_->Call(Tversion{100, "9P2000.L"}, kNoTag)), Errno(EINVAL));
+}
+
+TEST_F(ServerTest, RequestBeforeVersionIsEPROTO) {
+  EXPECT_EQ(Err(conn_->Call(Tattach{1, kNoFid, "", "", kNoUid})), Errno(EPROTO));
+}
+
+TEST_F(ServerTest, FrameLargerThanMsizeClosesConnection) {
+  conn_->Version();
+  // msize is 1 MiB; announce 2 MiB.
+  std::vector<char> bytes = {0, 0, 0x20, 0, static_cast<char>(MsgType::kTclunk), 1, 0};
+  conn_->SendRaw(bytes);
+  EXPECT_EQ(Err(conn_->Next()), Errno(ECONNRESET));
+}
+
+TEST_F(ServerTest, AttachWalkGetattr) {
+  conn_->Version();
+  conn_->Attach(1);
+  auto w = conn_->Call(Twalk{1, 2, {"a", "dsub", "f"}});
+  ASSERT_TRUE(w.has_value()) << w.error();
+  ASSERT_EQ(w->wqids.size(), 3u);
+  EXPECT_EQ(w->wqids[1].type, kQtDir);
+  auto a = conn_->Call(Tgetattr{2, getattr::kBasic});
+  ASSERT_TRUE(a.has_value()) << a.error();
+  EXPECT_EQ(a->qid, w->wqids[2]);
+  EXPECT_EQ(a->size, std::string("/a/dsub/f").size());
+}
+
+TEST_F(ServerTest, AttachWithAfidOrUsedFidFails) {
+  conn_->Version();
+  EXPECT_EQ(Err(conn_->Call(Tattach{1, 7, "", "", kNoUid})), Errno(EINVAL));
+  conn_->Attach(1);
+  EXPECT_EQ(Err(conn_->Call(Tattach{1, kNoFid, "", "", kNoUid})), Errno(EBADF));
+  EXPECT_EQ(Err(conn_->Call(Tattach{2, kNoFid, "", "nope", kNoUid})), Errno(ENOENT));
+}
+
+TEST_F(ServerTest, PartialWalkCreatesNoFid) {
+  conn_->Version();
+  conn_->Attach(1);
+  auto w = conn_->Call(Twalk{1, 2, {"a", "missing", "c"}});
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->wqids.size(), 1u);
+  EXPECT_EQ(Err(conn_->Call(Tgetattr{2})), Errno(EBADF));
+  EXPECT_EQ(Err(conn_->Call(Twalk{1, 2, {"missing"}})), Errno(ENOENT));
+}
+
+TEST_F(ServerTest, WalkToSameFidReplacesIt) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 1, {"x"}}).has_value());
+  auto r = conn_->Call(Treadlink{1});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->target, "/x");
+  EXPECT_EQ(Err(conn_->Call(Twalk{1, 1, {"x"}})), Errno(0));
+}
+
+TEST_F(ServerTest, WalkIntoUsedFidIsEBADF) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {}}).has_value());
+  EXPECT_EQ(Err(conn_->Call(Twalk{1, 2, {"y"}})), Errno(EBADF));
+}
+
+TEST_F(ServerTest, BadNamesAreRejectedBeforeTheBackend) {
+  conn_->Version();
+  conn_->Attach(1);
+  for (std::string bad : {std::string(), std::string("."), std::string(".."),
+                          std::string("a/b"), std::string("a\0b", 3)}) {
+    EXPECT_EQ(Err(conn_->Call(Twalk{1, 2, {bad}})), Errno(EINVAL)) << bad;
+    EXPECT_EQ(Err(conn_->Call(Tmkdir{1, bad, 0755, 0})), Errno(EINVAL)) << bad;
+    EXPECT_EQ(Err(conn_->Call(Tlcreate{1, bad, 0, 0644, 0})), Errno(EINVAL)) << bad;
+    EXPECT_EQ(Err(conn_->Call(Tunlinkat{1, bad, 0})), Errno(EINVAL)) << bad;
+    EXPECT_EQ(Err(conn_->Call(Trenameat{1, "ok", 1, bad})), Errno(EINVAL)) << bad;
+  }
+  EXPECT_EQ(Err(conn_->Call(Twalk{1, 2, {std::string(256, 'n')}})), Errno(ENAMETOOLONG));
+  EXPECT_EQ(Err(conn_->Call(Twalk{1, 2, {std::string(255, 'n')}})), Errno(0));
+}
+
+TEST_F(ServerTest, UnknownFidIsEBADF) {
+  conn_->Version();
+  EXPECT_EQ(Err(conn_->Call(Tgetattr{42})), Errno(EBADF));
+  EXPECT_EQ(Err(conn_->Call(Tclunk{42})), Errno(EBADF));
+  EXPECT_EQ(Err(conn_->Call(Tread{42, 0, 10})), Errno(EBADF));
+}
+
+TEST_F(ServerTest, IoNeedsAnOpenFidWithTheRightMode) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"f"}}).has_value());
+  EXPECT_EQ(Err(conn_->Call(Tread{2, 0, 10})), Errno(EBADF));
+  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+  EXPECT_EQ(Err(conn_->Call(Tlopen{2, open_flags::kRdOnly})), Errno(EINVAL));
+  char data[] = "hi";
+  EXPECT_EQ(Err(conn_->Call(Twrite{2, 0, Bytes(data, 2)})), Errno(EBADF));
+  auto r = conn_->Call(Tread{2, 0, 4});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::string(r->data.data(), r->data.size()), "/f/f");
+}
+
+TEST_F(ServerTest, ReadIsCappedByMsize) {
+  ASSERT_TRUE(conn_->Call(Tversion{4096, "9P2000.L"}, kNoTag).has_value());
+  conn_->Attach(1);
+  std::string longname(200, 'x');
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {longname, longname, longname, longname, longname,
+                                       longname, longname}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+  auto r = conn_->Call(Tread{2, 0, 1u << 20});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->data.size(), 4096 - kRreadHeaderSize);
+}
+
+TEST_F(ServerTest, MalformedBodyIsEINVALAndConnectionSurvives) {
+  conn_->Version();
+  // Tgetattr with a 2-byte body.
+  conn_->SendRaw({9, 0, 0, 0, static_cast<char>(MsgType::kTgetattr), 5, 0, 1, 2});
+  auto f = conn_->Next();
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->header.tag, 5);
+  EXPECT_EQ(Err(RawConn::Decode<Rgetattr>(*f)), Errno(EINVAL));
+  conn_->Attach(1);  // Still served.
+}
+
+TEST_F(ServerTest, UnknownOrReplyTypeIsENOSYS) {
+  conn_->Version();
+  for (uint8_t type : {uint8_t{200}, static_cast<uint8_t>(MsgType::kRread),
+                       static_cast<uint8_t>(MsgType::kTauth)}) {
+    std::vector<char> bytes = {7, 0, 0, 0, static_cast<char>(type), 3, 0};
+    if (type == static_cast<uint8_t>(MsgType::kTauth)) {
+      OutFrame fr = EncodeFrame(3, Tauth{9, "u", "a", kNoUid});
+      bytes = fr.head;
+    }
+    conn_->SendRaw(bytes);
+    auto f = conn_->Next();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(Err(RawConn::Decode<Rattach>(*f)), Errno(ENOSYS)) << int(type);
+  }
+}
+
+TEST_F(ServerTest, FlushIsAnsweredAfterTheFlushedReply) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+  state_->CloseGate();
+  conn_->Send(10, Tread{2, 0, 5});
+  ASSERT_TRUE(state_->WaitReading(1));
+  conn_->Send(11, Tflush{10});
+  EXPECT_TRUE(conn_->Quiet(100)) << "Rflush must wait for the read";
+  state_->OpenGate();
+  auto f1 = conn_->Next();
+  ASSERT_TRUE(f1.has_value());
+  EXPECT_EQ(f1->header.tag, 10);
+  EXPECT_EQ(f1->header.type, static_cast<uint8_t>(MsgType::kRread));
+  auto f2 = conn_->Next();
+  ASSERT_TRUE(f2.has_value());
+  EXPECT_EQ(f2->header.tag, 11);
+  EXPECT_EQ(f2->header.type, static_cast<uint8_t>(MsgType::kRflush));
+}
+
+TEST_F(ServerTest, FlushOfIdleTagIsAnsweredAtOnce) {
+  conn_->Version();
+  EXPECT_TRUE(conn_->Call(Tflush{77}, 3).has_value());
+}
+
+TEST_F(ServerTest, TagReusedInFlightClosesConnection) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+  state_->CloseGate();
+  conn_->Send(10, Tread{2, 0, 5});
+  ASSERT_TRUE(state_->WaitReading(1));
+  conn_->Send(10, Tgetattr{1});
+  // The violation closes the connection while the read is still blocked: no reply at all.
+  EXPECT_EQ(Err(conn_->Next()), Errno(ECONNRESET));
+  EXPECT_EQ(server_->connection_count(), 1u) << "the blocked read still holds the connection";
+  state_->OpenGate();
+  EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+}
+
+TEST_F(ServerTest, InflightLimitAppliesBackpressure) {
+  MakeServer({.max_inflight = 2});
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+  state_->CloseGate();
+  for (Tag t = 10; t < 15; ++t) conn_->Send(t, Tread{2, 0, 5});
+  ASSERT_TRUE(state_->WaitReading(2));
+  EXPECT_TRUE(conn_->Quiet(100));
+  {
+    std::lock_guard l(state_->mu);
+    EXPECT_EQ(state_->reading, 2) << "more than max_inflight requests reached the backend";
+  }
+  state_->OpenGate();
+  std::set<Tag> tags;
+  for (int i = 0; i < 5; ++i) {
+    auto f = conn_->Next();
+    ASSERT_TRUE(f.has_value()) << "got " << ::testing::PrintToString(tags);
+    tags.insert(f->header.tag);
+  }
+  EXPECT_EQ(tags, (std::set<Tag>{10, 11, 12, 13, 14}));
+  EXPECT_LE(state_->max_reading, 2);
+}
+
+TEST_F(ServerTest, FidLimitIsEMFILE) {
+  MakeServer({.max_fids = 3});
+  conn_->Version();
+  conn_->Attach(1);
+  EXPECT_TRUE(conn_->Call(Twalk{1, 2, {}}).has_value());
+  EXPECT_TRUE(conn_->Call(Twalk{1, 3, {}}).has_value());
+  EXPECT_EQ(Err(conn_->Call(Twalk{1, 4, {}})), Errno(EMFILE));
+  EXPECT_TRUE(conn_->Call(Tclunk{3}).has_value());
+  EXPECT_TRUE(conn_->Call(Twalk{1, 4, {}}).has_value());
+}
+
+TEST_F(ServerTest, PeerDeathReleasesEveryFid) {
+  conn_->Version();
+  conn_->Attach(1);
+  for (Fid f = 2; f < 200; ++f) {
+    auto w = conn_->Call(Twalk{1, f, {"x"}});
+    ASSERT_TRUE(w.has_value()) << f << " " << w.error();
+  }
+  ASSERT_TRUE(conn_->Call(Twalk{1, 500, {"slow"}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlopen{500, open_flags::kRdOnly}).has_value());
+  state_->CloseGate();
+  conn_->Send(9, Tread{500, 0, 5});  // In flight when the peer dies.
+  ASSERT_TRUE(state_->WaitReading(1));
+  EXPECT_GE(state_->live, 200);
+  conn_->Close();
+  EXPECT_FALSE(server_->WaitNoConnections(std::chrono::milliseconds(50)))
+      << "the in-flight request still holds the connection";
+  state_->OpenGate();
+  EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+  EXPECT_EQ(state_->live, 0);
+}
+
+TEST_F(ServerTest, NewVersionResetsSession) {
+  conn_->Version();
+  conn_->Attach(1);
+  conn_->Version();
+  EXPECT_EQ(Err(conn_->Call(Tgetattr{1})), Errno(EBADF));
+  EXPECT_EQ(state_->live, 0);
+}
+
+TEST_F(ServerTest, FdIsDonatedOnlyUnderTheExtension) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  state_->pipe_read_fd = p[0];
+  for (const char* v : {kVersion9P2000L, kVersion9P2000LExt}) {
+    SCOPED_TRACE(v);
+    MakeServer({});
+    conn_->Version(v);
+    conn_->Attach(1);
+    ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"f"}}).has_value());
+    std::vector<UniqueFd> fds;
+    ASSERT_TRUE(conn_->Call(Tlopen{2, 0}, 1, &fds).has_value());
+    if (std::string(v) == kVersion9P2000L) {
+      EXPECT_TRUE(fds.empty());
+    } else {
+      ASSERT_EQ(fds.size(), 1u);
+      ASSERT_EQ(write(p[1], "z", 1), 1);
+      char c = 0;
+      EXPECT_EQ(read(fds[0].get(), &c, 1), 1);
+      EXPECT_EQ(c, 'z');
+    }
+  }
+  close(p[0]);
+  close(p[1]);
+  state_->pipe_read_fd = -1;
+}
+
+TEST_F(ServerTest, XattrCreateWriteClunkSetsAndWalkReads) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {}}).has_value());
+  ASSERT_TRUE(conn_->Call(Txattrcreate{2, "user.k", 5, 0}).has_value());
+  char v[] = "value";
+  ASSERT_TRUE(conn_->Call(Twrite{2, 0, Bytes(v, 5)}).has_value());
+  ASSERT_TRUE(conn_->Call(Tclunk{2}).has_value());
+  EXPECT_EQ(state_->xattrs["user.k"], "value");
+
+  auto w = conn_->Call(Txattrwalk{1, 3, "user.k"});
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->size, 5u);
+  auto r = conn_->Call(Tread{3, 1, 100});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::string(r->data.data(), r->data.size()), "alue");
+  ASSERT_TRUE(conn_->Call(Tclunk{3}).has_value());
+
+  auto l = conn_->Call(Txattrwalk{1, 3, ""});
+  ASSERT_TRUE(l.has_value());
+  EXPECT_EQ(l->size, 7u);  // "user.k\0"
+  ASSERT_TRUE(conn_->Call(Tclunk{3}).has_value());
+  EXPECT_EQ(Err(conn_->Call(Txattrwalk{1, 3, "user.none"})), Errno(ENODATA));
+
+  // A short value is an error at clunk, and the fid is gone anyway.
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {}}).has_value());
+  ASSERT_TRUE(conn_->Call(Txattrcreate{2, "user.j", 5, 0}).has_value());
+  ASSERT_TRUE(conn_->Call(Twrite{2, 0, Bytes(v, 2)}).has_value());
+  EXPECT_EQ(Err(conn_->Call(Tclunk{2})), Errno(EINVAL));
+  EXPECT_EQ(Err(conn_->Call(Tclunk{2})), Errno(EBADF));
+  EXPECT_FALSE(state_->xattrs.contains("user.j"));
+
+  // Writing past the announced size is refused.
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {}}).has_value());
+  ASSERT_TRUE(conn_->Call(Txattrcreate{2, "user.j", 1, 0}).has_value());
+  EXPECT_EQ(Err(conn_->Call(Twrite{2, 0, Bytes(v, 2)})), Errno(EINVAL));
+  ASSERT_TRUE(conn_->Call(Tclunk{2}).has_value() == false);
+
+  // removexattr(2) as Linux sends it.
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {}}).has_value());
+  ASSERT_TRUE(conn_->Call(Txattrcreate{2, "user.k", 0, kXattrReplace}).has_value());
+  ASSERT_TRUE(conn_->Call(Tclunk{2}).has_value());
+  EXPECT_FALSE(state_->xattrs.contains("user.k"));
+}
+
+TEST_F(ServerTest, ReaddirPacksWhatFitsAndResumes) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"d"}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+  auto r = conn_->Call(Treaddir{2, 0, 100});
+  ASSERT_TRUE(r.has_value());
+  auto ents = DecodeDirents(r->data);
+  ASSERT_TRUE(ents.has_value());
+  ASSERT_EQ(ents->size(), 3u);  // Each entry is 30 bytes.
+  EXPECT_EQ((*ents)[2].name, "entry2");
+  r = conn_->Call(Treaddir{2, (*ents)[2].offset, 4096});
+  ASSERT_TRUE(r.has_value());
+  ents = DecodeDirents(r->data);
+  ASSERT_TRUE(ents.has_value());
+  EXPECT_EQ(ents->front().name, "entry3");
+  EXPECT_EQ(Err(conn_->Call(Treaddir{2, 0, 10})), Errno(EINVAL));
+}
+
+TEST_F(ServerTest, LcreateMakesTheFidNameTheNewFile) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"d"}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlcreate{2, "new", open_flags::kRdWr, 0644, 0}).has_value());
+  auto r = conn_->Call(Tread{2, 0, 100});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::string(r->data.data(), r->data.size()).substr(0, 6), "/d/new");
+}
+
+TEST_F(ServerTest, RemoveClunksEvenOnError) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"f"}}).has_value());
+  EXPECT_EQ(Err(conn_->Call(Tremove{2})), Errno(EOPNOTSUPP));  // Backend default.
+  EXPECT_EQ(Err(conn_->Call(Tgetattr{2})), Errno(EBADF));
+}
+
+TEST_F(ServerTest, BackendErrnoReachesTheWire) {
+  conn_->Version();
+  conn_->Attach(1);
+  EXPECT_EQ(Err(conn_->Call(Tunlinkat{1, "missing", 0})), Errno(ENOENT));
+  EXPECT_EQ(Err(conn_->Call(Tunlinkat{1, "x", 0x1})), Errno(EINVAL));
+  EXPECT_EQ(Err(conn_->Call(Tlock{1, lock::kTypeRdLck, 0, 0, 0, 0, ""})), Errno(EBADF));
+}
+
+TEST_F(ServerTest, ManyPipelinedRequestsAllAnswered) {
+  conn_->Version();
+  conn_->Attach(1);
+  std::thread sender([&] {
+    for (int i = 0; i < 2000; ++i) conn_->Send(static_cast<Tag>(i + 1), Tgetattr{1});
+  });
+  std::map<Tag, int> seen;
+  for (int i = 0; i < 2000; ++i) {
+    auto f = conn_->Next();
+    ASSERT_TRUE(f.has_value());
+    ++seen[f->header.tag];
+  }
+  sender.join();
+  EXPECT_EQ(seen.size(), 2000u);
+  EXPECT_EQ(seen.rbegin()->first, 2000);
+}
+
+TEST_F(ServerTest, ListenAcceptsUnixConnections) {
+  std::string path = ::testing::TempDir() + "/p9srv.sock";
+  unlink(path.c_str());
+  int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+  ASSERT_EQ(bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(l, 16), 0);
+  server_->Listen(UniqueFd(l));
+  for (int i = 0; i < 3; ++i) {
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(connect(c, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    UniqueFd cfd(c);
+    ASSERT_TRUE(SendFrame(c, EncodeFrame(kNoTag, Tversion{8192, "9P2000.L"})).has_value());
+    FrameReader rd(c);
+    auto f = rd.Read();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->header.type, static_cast<uint8_t>(MsgType::kRversion));
+  }
+  server_->Stop();
+  unlink(path.c_str());
+}
+
+}  // namespace
+}  // namespace p9
