@@ -87,8 +87,9 @@ struct ReplyExtras {
 // Lock order: send_mu_, then mu_, then ServerFid::mu.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::shared_ptr<ServerState> state, UniqueFd fd)
+  Connection(std::shared_ptr<ServerState> state, UniqueFd fd, Attacher& attacher)
       : state_(std::move(state)),
+        attacher_(attacher),
         sd_(state_->io, fd.release()),
         reader_(sd_.native_handle(), kMinMsize) {
     std::lock_guard l(state_->mu);
@@ -406,7 +407,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (req.afid != kNoFid) return Errno(EINVAL);  // No authentication: afid must be NOFID.
     if (FidInUse(req.fid)) return Errno(EBADF);
     P9_ASSIGN_OR_RETURN(std::unique_ptr<File> root,
-                        state_->attacher.Attach(req.aname, req.uname, req.n_uname));
+                        attacher_.Attach(req.aname, req.uname, req.n_uname));
     P9_ASSIGN_OR_RETURN(Rgetattr attr, root->GetAttr(getattr::kMode));
     P9_RETURN_IF_ERROR(InsertFid(req.fid, std::make_shared<ServerFid>(std::move(root))));
     return Rattach{attr.qid};
@@ -690,6 +691,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   std::shared_ptr<ServerState> state_;
+  Attacher& attacher_;
   asio::posix::stream_descriptor sd_;  // Used by the reader only (async_wait); fd is shared.
   FrameReader reader_;                 // Used by the reader only.
   // Written by the reader before any request of the session is read; read by handlers of
@@ -721,12 +723,13 @@ Server::Server(Attacher& attacher, ServerOptions options)
 
 Server::~Server() { Stop(); }
 
-void Server::AddConnection(UniqueFd sock) {
+void Server::AddConnection(UniqueFd sock, Attacher* attacher) {
   int flags = fcntl(sock.get(), F_GETFL);
   if (flags >= 0) fcntl(sock.get(), F_SETFL, flags | O_NONBLOCK);
   std::shared_ptr<Connection> conn;
   try {
-    conn = std::make_shared<Connection>(state_, std::move(sock));
+    conn = std::make_shared<Connection>(state_, std::move(sock),
+                                        attacher ? *attacher : state_->attacher);
   } catch (const boost::system::system_error& e) {
     LOG(ERROR) << "9p server: cannot serve fd: " << e.what();  // Not pollable.
     return;

@@ -62,8 +62,9 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Serves a connected stream socket (unix or TCP, socketpair or inherited fd).
-  void AddConnection(UniqueFd sock);
+  // Serves a connected stream socket (unix or TCP, socketpair or inherited fd). Tattach on it
+  // goes to `attacher` when given (it must outlive the Server), else to the server's.
+  void AddConnection(UniqueFd sock, Attacher* attacher = nullptr);
 
   // Accepts connections on a listening socket until Stop().
   void Listen(UniqueFd listener);

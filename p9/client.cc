@@ -1,0 +1,324 @@
+#include "p9/client.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <optional>
+
+#include "glog/logging.h"
+
+namespace p9 {
+namespace {
+
+// Tags in use at once; callers beyond this wait for a free one.
+constexpr size_t kMaxTags = 4096;
+
+}  // namespace
+
+Client::Client(UniqueFd sock, uint32_t msize)
+    : fd_(std::move(sock)), msize_(msize), reader_(fd_.get(), msize) {
+  free_tags_.reserve(kMaxTags);
+  // Low tags first: pop_back() takes from the end.
+  for (size_t t = kMaxTags; t-- > 0;) free_tags_.push_back(static_cast<Tag>(t));
+}
+
+Client::~Client() { Shutdown(); }
+
+Result<std::unique_ptr<Client>> Client::Create(UniqueFd sock, uint32_t msize,
+                                               std::string version) {
+  if (!sock.valid()) return Errno(EBADF);
+  msize = std::clamp(msize, kMinMsize, kMaxMsize);
+  std::unique_ptr<Client> c(new Client(std::move(sock), msize));
+  P9_RETURN_IF_ERROR(
+      SendFrame(c->fd_.get(), EncodeFrame(kNoTag, Tversion{msize, version})));
+  P9_ASSIGN_OR_RETURN(InFrame f, c->reader_.Read());
+  if (f.header.type == static_cast<uint8_t>(MsgType::kRlerror)) {
+    auto e = DecodeBody<Rlerror>(f.body_view());
+    if (!e.has_value() || e->ecode == 0) return Errno(EIO);
+    return Errno(static_cast<int>(e->ecode));
+  }
+  if (f.header.type != static_cast<uint8_t>(MsgType::kRversion) || f.header.tag != kNoTag) {
+    return Errno(EIO);
+  }
+  P9_ASSIGN_OR_RETURN(Rversion rv, DecodeBody<Rversion>(f.body_view()));
+  if (rv.version == kVersionUnknown) return Errno(EPROTONOSUPPORT);
+  if (rv.version != version && !(rv.version == kVersion9P2000L &&
+                                  version == kVersion9P2000LExt)) {
+    return Errno(EPROTONOSUPPORT);
+  }
+  if (rv.msize < kMinMsize || rv.msize > msize) return Errno(EIO);
+  c->msize_ = rv.msize;
+  c->version_ = rv.version;
+  c->reader_.set_msize(rv.msize);
+  return c;
+}
+
+Fid Client::NewFid() {
+  std::lock_guard l(fid_mu_);
+  if (!free_fids_.empty()) {
+    Fid f = free_fids_.back();
+    free_fids_.pop_back();
+    return f;
+  }
+  return next_fid_++;
+}
+
+void Client::ReleaseFid(Fid fid) {
+  std::lock_guard l(fid_mu_);
+  free_fids_.push_back(fid);
+}
+
+void Client::Shutdown() {
+  std::lock_guard l(mu_);
+  BreakLocked(Errno(ECONNRESET));
+}
+
+Errno Client::Break(Errno e) {
+  std::lock_guard l(mu_);
+  BreakLocked(e);
+  return broken_;
+}
+
+void Client::BreakLocked(Errno e) {
+  if (broken_.value() == 0) {
+    broken_ = e;
+    if (e != Errno(ECONNRESET)) LOG(WARNING) << "9p client: connection broken: " << e;
+    // Wakes a leader blocked in recvmsg and fails senders blocked in poll.
+    ::shutdown(fd_.get(), SHUT_RDWR);
+  }
+  for (auto& [tag, p] : pending_) p.call->cv.notify_all();
+  tags_cv_.notify_all();
+}
+
+Result<Tag> Client::AllocTag(bool wait) {
+  std::unique_lock l(mu_);
+  for (;;) {
+    if (broken_.value() != 0) return broken_;
+    if (!free_tags_.empty()) {
+      Tag t = free_tags_.back();
+      free_tags_.pop_back();
+      return t;
+    }
+    if (!wait) return Errno(EAGAIN);
+    tags_cv_.wait(l);
+  }
+}
+
+void Client::FreeTagLocked(Tag t) {
+  if (t == kNoTag) return;
+  free_tags_.push_back(t);
+  tags_cv_.notify_one();
+}
+
+// Sends a Tflush for `c` unless one was sent or the call is over. Runs in the thread that
+// requested the stop (a stop_callback), so it works even when c's own thread is the leader
+// blocked reading the socket.
+void Client::SendFlush(CallState& c) {
+  auto ft = AllocTag(/*wait=*/false);
+  if (!ft.has_value()) return;  // No tag to spare: the call simply completes normally.
+  {
+    std::lock_guard l(mu_);
+    if (c.done || c.flush_sent || broken_.value() != 0) {
+      FreeTagLocked(*ft);
+      return;
+    }
+    c.flush_sent = true;
+    c.flush_tag = *ft;
+    pending_[*ft] = Pending{&c, true};
+  }
+  std::lock_guard s(send_mu_);
+  auto r = SendFrame(fd_.get(), EncodeFrame(*ft, Tflush{c.tag}));
+  if (!r.has_value()) Break(Errno(ECONNRESET));
+}
+
+Result<void> Client::SendAndWait(CallState& c, const OutFrame& f, std::stop_token stop) {
+  {
+    std::lock_guard l(mu_);
+    if (broken_.value() != 0) {
+      FreeTagLocked(c.tag);
+      return broken_;
+    }
+    pending_[c.tag] = Pending{&c, false};
+  }
+  {
+    std::lock_guard s(send_mu_);
+    auto r = SendFrame(fd_.get(), f);
+    if (!r.has_value()) Break(r.error() == Errno(EPIPE) ? Errno(ECONNRESET) : r.error());
+  }
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  if (stop.stop_possible()) {
+    on_stop.emplace(stop, std::function<void()>([this, &c] {
+                      SendFlush(c);
+                      std::lock_guard l(mu_);
+                      c.cv.notify_all();
+                    }));
+  }
+
+  std::unique_lock l(mu_);
+  Result<void> result = Ok();
+  for (;;) {
+    if (c.filling) {
+      c.cv.wait(l);
+      continue;
+    }
+    if (c.flush_sent ? c.flushed : c.done) {
+      if (!c.done) result = Errno(ECANCELED);
+      break;
+    }
+    if (broken_.value() != 0) {
+      result = broken_;
+      break;
+    }
+    if (!reading_) {
+      reading_ = true;
+      l.unlock();
+      Result<void> r = ReadOne();
+      l.lock();
+      reading_ = false;
+      if (!r.has_value()) BreakLocked(r.error());
+      continue;
+    }
+    c.cv.wait(l);
+  }
+  pending_.erase(c.tag);
+  if (c.flush_sent) pending_.erase(c.flush_tag);
+  // The old tag is free once its reply or Rflush came (or the connection is dead), the
+  // flush tag once Rflush came.
+  FreeTagLocked(c.tag);
+  if (c.flush_sent) FreeTagLocked(c.flush_tag);
+  // Hand the reader role to another waiter.
+  if (!reading_ && broken_.value() == 0) {
+    for (auto& [tag, p] : pending_) {
+      if (!p.is_flush) {
+        p.call->cv.notify_all();
+        break;
+      }
+    }
+  }
+  l.unlock();
+  on_stop.reset();  // Waits for a running SendFlush; it sees c.done or flush_sent.
+  return result;
+}
+
+Result<void> Client::ReadOne() {
+  auto hr = reader_.ReadHeader();
+  if (!hr.has_value()) {
+    return hr.error() == Errno(ECONNRESET) ? Errno(ECONNRESET) : Errno(EIO);
+  }
+  FrameHeader h = *hr;
+  CallState* c;
+  {
+    std::lock_guard l(mu_);
+    auto it = pending_.find(h.tag);
+    if (it == pending_.end() || (it->second.call->done && !it->second.is_flush)) {
+      LOG(WARNING) << "9p client: reply for unknown tag " << h.tag;
+      return Errno(EIO);
+    }
+    c = it->second.call;
+    if (it->second.is_flush) {
+      bool ok = h.type == static_cast<uint8_t>(MsgType::kRflush) && reader_.BodyRemaining() == 0;
+      if (!ok) return Errno(EIO);
+      reader_.TakeFds();  // Closed.
+      c->flushed = true;
+      pending_.erase(it);
+      c->cv.notify_all();
+      return Ok();
+    }
+    c->filling = true;
+  }
+  // Fill outside the lock: the caller waits while `filling` is set.
+  Result<void> r = Ok();
+  size_t n = reader_.BodyRemaining();
+  if (h.type == static_cast<uint8_t>(MsgType::kRread) && c->read_dst.data() != nullptr) {
+    if (n < 4) {
+      r = Errno(EIO);
+    } else {
+      auto cnt = reader_.ReadView(4);
+      if (!cnt.has_value()) {
+        r = cnt.error();
+      } else {
+        uint32_t count;
+        std::memcpy(&count, cnt->data(), 4);  // Little-endian wire, little-endian host.
+        if (count != n - 4 || count > c->read_dst.size()) {
+          r = Errno(EIO);
+        } else {
+          r = reader_.ReadInto(c->read_dst.first(count));
+          c->read_n = count;
+        }
+      }
+    }
+  } else {
+    c->body.resize(n);
+    r = reader_.ReadInto(std::span<char>(c->body.data(), n));
+  }
+  std::vector<UniqueFd> fds = reader_.TakeFds();
+  std::lock_guard l(mu_);
+  c->filling = false;
+  if (r.has_value()) {
+    c->header = h;
+    c->fds = std::move(fds);
+    c->done = true;
+  }
+  c->cv.notify_all();
+  if (!r.has_value()) return r.error() == Errno(ECONNRESET) ? Errno(ECONNRESET) : Errno(EIO);
+  return Ok();
+}
+
+Result<void> Client::CheckReply(const CallState& c, MsgType want) {
+  if (c.header.type == static_cast<uint8_t>(MsgType::kRlerror)) {
+    auto e = DecodeBody<Rlerror>(Bytes(c.body.data(), c.body.size()));
+    if (!e.has_value() || e->ecode == 0 || e->ecode > 4095) return Break(Errno(EIO));
+    return Errno(static_cast<int>(e->ecode));
+  }
+  if (c.header.type != static_cast<uint8_t>(want)) {
+    LOG(WARNING) << "9p client: expected " << MsgTypeName(static_cast<uint8_t>(want))
+                 << ", got type " << int(c.header.type);
+    return Break(Errno(EIO));
+  }
+  return Ok();
+}
+
+Result<size_t> Client::Read(Fid fid, uint64_t offset, std::span<char> dst,
+                            std::stop_token stop) {
+  dst = dst.first(std::min(dst.size(), max_read()));
+  if (dst.empty()) return size_t{0};
+  CallState c;
+  c.read_dst = dst;
+  P9_RETURN_IF_ERROR(RoundTrip(
+      c,
+      [&](Tag tag) {
+        return EncodeFrame(tag, Tread{fid, offset, static_cast<uint32_t>(dst.size())});
+      },
+      stop));
+  // A payload received into dst leaves body empty; an Rlerror or odd reply lands in body.
+  if (c.header.type == static_cast<uint8_t>(MsgType::kRread) && c.body.empty()) {
+    return c.read_n;
+  }
+  P9_RETURN_IF_ERROR(CheckReply(c, MsgType::kRread));
+  return Break(Errno(EIO));  // An Rread we could not place: cannot happen with read_dst set.
+}
+
+Result<size_t> Client::Write(Fid fid, uint64_t offset, Bytes src, std::stop_token stop) {
+  src = src.first(std::min(src.size(), max_write()));
+  P9_ASSIGN_OR_RETURN(Rwrite w, Call(Twrite{fid, offset, src}, nullptr, stop));
+  if (w.count > src.size()) return Break(Errno(EIO));
+  return static_cast<size_t>(w.count);
+}
+
+Result<std::vector<Dirent>> Client::Readdir(Fid fid, uint64_t offset, uint32_t count,
+                                            std::stop_token stop) {
+  count = std::min<uint32_t>(count, msize_ - kIoHeaderSize);
+  CallState c;
+  P9_RETURN_IF_ERROR(RoundTrip(
+      c, [&](Tag tag) { return EncodeFrame(tag, Treaddir{fid, offset, count}); }, stop));
+  P9_RETURN_IF_ERROR(CheckReply(c, MsgType::kRreaddir));
+  auto r = DecodeBody<Rreaddir>(Bytes(c.body.data(), c.body.size()));
+  if (!r.has_value()) return Break(Errno(EIO));
+  auto ents = DecodeDirents(r->data);
+  if (!ents.has_value()) return Break(Errno(EIO));
+  return ents;
+}
+
+}  // namespace p9

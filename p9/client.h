@@ -1,0 +1,158 @@
+// The 9P2000.L client: one connection, many concurrent requests matched by tag.
+//
+// Receiving without a reader thread (leader/follower): a caller sends its request and, if no
+// one is reading the socket, becomes the reader itself: it reads replies, hands each to the
+// call waiting for its tag, and stops once its own reply has come, waking another waiter to
+// take over. With one caller at a time a round trip therefore involves no thread switch on
+// this side (cross-CPU wake-ups cost ~70 us on these machines, see DESIGN.md).
+//
+// Bulk data: Read() receives Rread payloads straight into the caller's buffer and Write()
+// sends Twrite data from the caller's buffer (a second iovec), so neither is copied.
+//
+// Failure: if the server closes the connection every pending and later call fails with
+// ECONNRESET; if it breaks the protocol (bad frame, unknown tag, wrong reply type, malformed
+// body) every call fails with EIO. No call waits forever on a dead connection.
+//
+// Thread-safe. The Client must outlive every call in progress.
+#ifndef P9_CLIENT_H_
+#define P9_CLIENT_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "p9/messages.h"
+#include "p9/p9.h"
+#include "p9/result.h"
+#include "p9/transport.h"
+#include "p9/unique_fd.h"
+
+namespace p9 {
+
+class Client {
+ public:
+  // Negotiates the session on a connected stream socket: Tversion with `msize` and `version`.
+  // Accepts the server's smaller msize (>= kMinMsize) and a fallback from our extension to
+  // plain "9P2000.L" (then no fd donation); "unknown" is EPROTONOSUPPORT.
+  static Result<std::unique_ptr<Client>> Create(UniqueFd sock, uint32_t msize = kDefaultMsize,
+                                                std::string version = kVersion9P2000LExt);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  uint32_t msize() const { return msize_; }
+  const std::string& version() const { return version_; }
+  // True when the server donates host fds with Rlopen/Rlcreate (our extension).
+  bool fd_donation() const { return version_ == kVersion9P2000LExt; }
+
+  // Sends `req` and waits for its reply. Rlerror becomes its errno. Fds that arrive with the
+  // reply go to `fds_out` (closed when null). When `stop` is requested before the reply, a
+  // Tflush is sent and the call returns ECANCELED (or the reply, if it won the race).
+  // Rread/Rreaddir carry views of the receive buffer: use Read()/Readdir() for those.
+  template <Request T>
+  Result<typename T::Response> Call(const T& req, std::vector<UniqueFd>* fds_out = nullptr,
+                                    std::stop_token stop = {}) {
+    using R = typename T::Response;
+    static_assert(!std::is_same_v<R, Rread> && !std::is_same_v<R, Rreaddir>,
+                  "Rread/Rreaddir alias the receive buffer: use Client::Read/Readdir");
+    CallState c;
+    P9_RETURN_IF_ERROR(RoundTrip(c, [&](Tag tag) { return EncodeFrame(tag, req); }, stop));
+    P9_RETURN_IF_ERROR(CheckReply(c, R::kType));
+    auto r = DecodeBody<R>(Bytes(c.body.data(), c.body.size()));
+    if (!r.has_value()) return Break(Errno(EIO));
+    if (fds_out) *fds_out = std::move(c.fds);
+    return r;
+  }
+
+  // Tread into `dst` (at most msize - kRreadHeaderSize bytes per call); returns the count.
+  Result<size_t> Read(Fid fid, uint64_t offset, std::span<char> dst, std::stop_token stop = {});
+  // Twrite of `src` (at most msize - kTwriteHeaderSize bytes per call); returns the count.
+  Result<size_t> Write(Fid fid, uint64_t offset, Bytes src, std::stop_token stop = {});
+  // Treaddir, decoded.
+  Result<std::vector<Dirent>> Readdir(Fid fid, uint64_t offset, uint32_t count,
+                                      std::stop_token stop = {});
+
+  // Fid numbers: unused ones, reusing released numbers first.
+  Fid NewFid();
+  void ReleaseFid(Fid fid);
+
+  // Breaks the connection: every pending and later call fails with ECONNRESET.
+  void Shutdown();
+
+  // Largest payload of one Read/Write.
+  size_t max_read() const { return msize_ - kRreadHeaderSize; }
+  size_t max_write() const { return msize_ - kTwriteHeaderSize; }
+
+ private:
+  // One request in flight. Lives on the caller's stack; fields guarded by mu_ unless noted.
+  struct CallState {
+    std::condition_variable cv;
+    Tag tag = kNoTag;
+    Tag flush_tag = kNoTag;
+    bool done = false;      // The reply arrived (header, body, fds filled).
+    bool filling = false;   // The reader is writing into body/read_dst: do not leave.
+    bool flush_sent = false;
+    bool flushed = false;   // Rflush arrived.
+    FrameHeader header;
+    std::vector<char> body;          // Reply body, unless it went to read_dst.
+    std::vector<UniqueFd> fds;
+    std::span<char> read_dst;        // Rread payload destination (Read()).
+    size_t read_n = 0;
+  };
+  struct Pending {
+    CallState* call;
+    bool is_flush;  // The tag of the Tflush sent for `call`.
+  };
+
+  Client(UniqueFd sock, uint32_t msize);
+
+  // Allocates a tag, sends encode(tag), waits for the reply (leading reads when no one is),
+  // handles cancellation. On success c holds the reply.
+  template <typename Encode>
+  Result<void> RoundTrip(CallState& c, Encode&& encode, std::stop_token stop) {
+    P9_ASSIGN_OR_RETURN(c.tag, AllocTag(/*wait=*/true));
+    OutFrame f = encode(c.tag);
+    return SendAndWait(c, f, stop);
+  }
+  Result<void> SendAndWait(CallState& c, const OutFrame& f, std::stop_token stop);
+  // Rlerror -> its errno; a type other than `want` -> EIO (connection broken).
+  Result<void> CheckReply(const CallState& c, MsgType want);
+
+  Result<Tag> AllocTag(bool wait);
+  void FreeTagLocked(Tag t);
+  void SendFlush(CallState& c);
+  // Reads one frame and delivers it. Called by the leader without mu_.
+  Result<void> ReadOne();
+  // Marks the connection broken with `e` (first error wins) and wakes everyone.
+  Errno Break(Errno e);
+  void BreakLocked(Errno e);
+
+  UniqueFd fd_;
+  uint32_t msize_;
+  std::string version_;
+  FrameReader reader_;  // Used only by the current leader.
+
+  std::mutex send_mu_;  // Serializes frames on the socket. Leaf lock.
+
+  // Lock order: mu_ before send_mu_ is never needed; they are not held together.
+  std::mutex mu_;
+  std::unordered_map<Tag, Pending> pending_;  // Guarded by mu_.
+  std::vector<Tag> free_tags_;                // Guarded by mu_.
+  std::condition_variable tags_cv_;           // Signalled when a tag is freed.
+  bool reading_ = false;                      // Guarded by mu_. A leader is reading.
+  Errno broken_{0};                           // Guarded by mu_. Non-zero once broken.
+
+  std::mutex fid_mu_;
+  std::vector<Fid> free_fids_;  // Guarded by fid_mu_.
+  Fid next_fid_ = 0;            // Guarded by fid_mu_.
+};
+
+}  // namespace p9
+
+#endif  // P9_CLIENT_H_

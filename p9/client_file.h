@@ -1,0 +1,100 @@
+// ClientFile: a fid of a Client as an RAII object with one method per 9P2000.L operation.
+// The destructor clunks the fid (errors ignored) and returns its number to the client.
+// Movable, not copyable. Thread-compatible: concurrent calls on one ClientFile are fine as far
+// as 9P allows (the server serializes nothing per fid), but moving/destroying must not race.
+#ifndef P9_CLIENT_FILE_H_
+#define P9_CLIENT_FILE_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "p9/client.h"
+
+namespace p9 {
+
+class ClientFile {
+ public:
+  ClientFile() = default;
+  ClientFile(Client& client, Fid fid) : client_(&client), fid_(fid) {}
+  ClientFile(ClientFile&& o) noexcept { *this = std::move(o); }
+  ClientFile& operator=(ClientFile&& o) noexcept;
+  ~ClientFile() { Reset(); }
+
+  // Tattach: the root of `aname`.
+  static Result<ClientFile> Attach(Client& client, const std::string& aname,
+                                   const std::string& uname = "root", uint32_t n_uname = 0);
+
+  bool valid() const { return client_ != nullptr; }
+  Fid fid() const { return fid_; }
+  Client& client() const { return *client_; }
+
+  // Twalk (split into several messages beyond kMaxWalkElements names). A partial walk is
+  // ENOENT. No names clones the fid.
+  Result<ClientFile> Walk(const std::vector<std::string>& names) const;
+  // Walk along "a/b/c" (empty components and "." skipped; ".." is refused with EINVAL).
+  Result<ClientFile> WalkPath(std::string_view path) const;
+
+  Result<Rgetattr> GetAttr(uint64_t mask = getattr::kBasic) const;
+  Result<void> SetAttr(const Tsetattr& attr) const;  // attr.fid is filled in.
+  // Tlopen. Keeps a donated host fd, if the server sent one (donated_fd()).
+  Result<Rlopen> Open(uint32_t flags);
+  // Tlcreate in this directory; this fid becomes the new, opened file.
+  Result<Rlcreate> Create(const std::string& name, uint32_t flags, uint32_t mode,
+                          uint32_t gid = 0);
+  int donated_fd() const { return donated_.get(); }
+
+  Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) const;
+  Result<size_t> WriteAt(Bytes src, uint64_t offset) const;
+  // Whole file from offset 0 to EOF.
+  Result<std::string> ReadAll() const;
+  // Writes all of `data` at `offset`, looping over short writes.
+  Result<void> WriteAll(std::string_view data, uint64_t offset = 0) const;
+
+  Result<std::vector<Dirent>> Readdir(uint64_t offset, uint32_t count) const;
+  Result<std::vector<Dirent>> ReaddirAll() const;
+
+  Result<Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid = 0) const;
+  Result<Qid> Symlink(const std::string& name, const std::string& target,
+                      uint32_t gid = 0) const;
+  Result<Qid> Mknod(const std::string& name, uint32_t mode, uint32_t major, uint32_t minor,
+                    uint32_t gid = 0) const;
+  // Tlink: a hard link `name` in this directory to `target`.
+  Result<void> Link(const ClientFile& target, const std::string& name) const;
+  // Trename of this file into `newdir` as `name`.
+  Result<void> Rename(const ClientFile& newdir, const std::string& name) const;
+  Result<void> RenameAt(const std::string& oldname, const ClientFile& newdir,
+                        const std::string& newname) const;
+  Result<void> UnlinkAt(const std::string& name, uint32_t flags = 0) const;
+  Result<std::string> Readlink() const;
+  Result<void> Fsync(bool datasync = false) const;
+  Result<Rstatfs> StatFs() const;
+  Result<uint8_t> Lock(uint8_t type, uint32_t flags, uint64_t start, uint64_t length,
+                       uint32_t proc_id, const std::string& client_id = "") const;
+  Result<Rgetlock> GetLock(uint8_t type, uint64_t start, uint64_t length, uint32_t proc_id,
+                           const std::string& client_id = "") const;
+
+  // Extended attributes over Txattrwalk/Txattrcreate (each uses a temporary fid).
+  Result<std::string> GetXattr(const std::string& name) const;
+  Result<std::vector<std::string>> ListXattr() const;
+  Result<void> SetXattr(const std::string& name, std::string_view value,
+                        uint32_t flags = 0) const;
+  Result<void> RemoveXattr(const std::string& name) const;
+
+  // Tremove: the fid is gone afterwards whatever the result.
+  Result<void> Remove();
+  // Tclunk now, reporting the error (the destructor ignores it).
+  Result<void> Clunk();
+
+ private:
+  void Reset();
+  Result<std::string> ReadXattrFid(Fid fid, uint64_t size) const;
+
+  Client* client_ = nullptr;
+  Fid fid_ = kNoFid;
+  UniqueFd donated_;
+};
+
+}  // namespace p9
+
+#endif  // P9_CLIENT_FILE_H_

@@ -1,0 +1,430 @@
+// The client against the real server (in process, over a real socketpair) with the scripted
+// backend, and against hand-written misbehaving servers for the failure paths.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "p9/client.h"
+#include "p9/client_file.h"
+#include "p9/server.h"
+#include "p9/testing/fake_fs.h"
+#include "p9/transport.h"
+
+namespace p9 {
+namespace {
+
+using ::p9::testing::FakeAttacher;
+using ::p9::testing::FakeState;
+using ::testing::Contains;
+
+std::pair<UniqueFd, UniqueFd> Pair() {
+  int sv[2];
+  CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+Errno Err(const auto& r) { return r.has_value() ? Errno(0) : r.error(); }
+
+class ClientServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Connect(kVersion9P2000LExt, kDefaultMsize); }
+  void Connect(const char* version, uint32_t msize) {
+    root_ = ClientFile();
+    client_.reset();
+    auto [c, s] = Pair();
+    server_.AddConnection(std::move(s));
+    auto cl = Client::Create(std::move(c), msize, version);
+    ASSERT_TRUE(cl.has_value()) << cl.error();
+    client_ = std::move(*cl);
+    auto root = ClientFile::Attach(*client_, "");
+    ASSERT_TRUE(root.has_value()) << root.error();
+    root_ = std::move(*root);
+  }
+  void TearDown() override {
+    state_->OpenGate();
+    root_ = ClientFile();
+    client_.reset();
+    EXPECT_TRUE(server_.WaitNoConnections(std::chrono::seconds(10)));
+    EXPECT_EQ(state_->live, 0);
+  }
+
+  std::shared_ptr<FakeState> state_ = std::make_shared<FakeState>();
+  FakeAttacher attacher_{state_};
+  Server server_{attacher_, ServerOptions{.threads = 4}};
+  std::unique_ptr<Client> client_;
+  ClientFile root_;
+};
+
+TEST_F(ClientServerTest, NegotiatesExtensionAndMsize) {
+  EXPECT_EQ(client_->version(), kVersion9P2000LExt);
+  EXPECT_TRUE(client_->fd_donation());
+  EXPECT_EQ(client_->msize(), kDefaultMsize);
+  Connect(kVersion9P2000L, 8192);
+  EXPECT_EQ(client_->version(), kVersion9P2000L);
+  EXPECT_FALSE(client_->fd_donation());
+  EXPECT_EQ(client_->msize(), 8192u);
+}
+
+TEST_F(ClientServerTest, WalkGetattrReadWrite) {
+  auto f = root_.WalkPath("da/db/file");
+  ASSERT_TRUE(f.has_value()) << f.error();
+  auto a = f->GetAttr();
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->size, std::string("/da/db/file").size());
+  ASSERT_TRUE(f->Open(open_flags::kRdWr).has_value());
+  auto all = f->ReadAll();
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(*all, "/da/db/file/da/db/file/da/db/file");
+  char buf[4];
+  auto n = f->ReadAt(buf, 1);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(std::string(buf, *n), "da/d");
+  EXPECT_TRUE(f->WriteAll("hello").has_value());
+}
+
+TEST_F(ClientServerTest, LongWalksAreSplitAndPartialWalksAreENOENT) {
+  std::vector<std::string> names(40, "dsub");
+  auto f = root_.Walk(names);
+  ASSERT_TRUE(f.has_value()) << f.error();
+  auto link = f->Readlink();
+  ASSERT_TRUE(link.has_value());
+  EXPECT_EQ(link->size(), 40 * 5u);
+  names[20] = "missing";
+  EXPECT_EQ(Err(root_.Walk(names)), Errno(ENOENT));
+  EXPECT_EQ(Err(root_.WalkPath("a/../b")), Errno(EINVAL));
+}
+
+TEST_F(ClientServerTest, ErrnoTravelsEndToEnd) {
+  EXPECT_EQ(Err(root_.WalkPath("missing")), Errno(ENOENT));
+  EXPECT_EQ(Err(root_.UnlinkAt("missing")), Errno(ENOENT));
+  EXPECT_EQ(Err(root_.GetXattr("user.none")), Errno(ENODATA));
+}
+
+TEST_F(ClientServerTest, ReaddirAllFollowsOffsets) {
+  auto d = root_.WalkPath("dir");
+  ASSERT_TRUE(d.has_value());
+  ASSERT_TRUE(d->Open(open_flags::kRdOnly).has_value());
+  auto ents = d->ReaddirAll();
+  ASSERT_TRUE(ents.has_value()) << ents.error();
+  ASSERT_EQ(ents->size(), 100u);
+  EXPECT_EQ(ents->back().name, "entry99");
+}
+
+TEST_F(ClientServerTest, XattrsRoundTrip) {
+  ASSERT_TRUE(root_.SetXattr("user.a", "1234", kXattrCreate).has_value());
+  EXPECT_EQ(Err(root_.SetXattr("user.a", "x", kXattrCreate)), Errno(EEXIST));
+  auto v = root_.GetXattr("user.a");
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(*v, "1234");
+  auto names = root_.ListXattr();
+  ASSERT_TRUE(names.has_value());
+  EXPECT_THAT(*names, Contains("user.a"));
+  ASSERT_TRUE(root_.RemoveXattr("user.a").has_value());
+  EXPECT_EQ(Err(root_.GetXattr("user.a")), Errno(ENODATA));
+}
+
+TEST_F(ClientServerTest, DonatedFdArrivesWithOpen) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  state_->pipe_read_fd = p[0];
+  auto f = root_.WalkPath("file");
+  ASSERT_TRUE(f.has_value());
+  ASSERT_TRUE(f->Open(open_flags::kRdOnly).has_value());
+  ASSERT_GE(f->donated_fd(), 0);
+  ASSERT_EQ(write(p[1], "q", 1), 1);
+  char c;
+  EXPECT_EQ(read(f->donated_fd(), &c, 1), 1);
+  EXPECT_EQ(c, 'q');
+  state_->pipe_read_fd = -1;
+  close(p[0]);
+  close(p[1]);
+}
+
+TEST_F(ClientServerTest, FidsAreReused) {
+  Fid first;
+  {
+    auto f = root_.Walk({});
+    ASSERT_TRUE(f.has_value());
+    first = f->fid();
+  }
+  auto g = root_.Walk({});
+  ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->fid(), first);
+}
+
+// Many threads, many requests in flight on one connection; each reply must reach its own
+// caller (the content of a file names it).
+TEST_F(ClientServerTest, ConcurrentCallsAreMatchedByTag) {
+  constexpr int kThreads = 16, kIters = 300;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kIters; ++i) {
+        std::string name = "f" + std::to_string(t) + "_" + std::to_string(i % 7);
+        auto f = root_.Walk({name});
+        if (!f.has_value()) {
+          ++bad;
+          continue;
+        }
+        if (!f->Open(open_flags::kRdOnly).has_value()) {
+          ++bad;
+          continue;
+        }
+        char buf[64];
+        auto n = f->ReadAt(buf, 0);
+        std::string want = "/" + name;
+        if (!n.has_value() || std::string(buf, std::min(*n, want.size())) != want) ++bad;
+        auto a = f->GetAttr();
+        if (!a.has_value() || a->size != want.size()) ++bad;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(state_->live, 1) << "only the root fid should remain";
+}
+
+// The server answers a flushed request before Rflush, so a call cancelled while the backend
+// still works on it returns that reply; the connection stays healthy either way.
+TEST_F(ClientServerTest, StopSendsTflushAndTheConnectionSurvives) {
+  auto f = root_.WalkPath("slow");
+  ASSERT_TRUE(f.has_value());
+  ASSERT_TRUE(f->Open(open_flags::kRdOnly).has_value());
+  state_->CloseGate();
+  std::stop_source stop;
+  auto fut = std::async(std::launch::async, [&] {
+    char buf[8];
+    return client_->Read(f->fid(), 0, buf, stop.get_token());
+  });
+  ASSERT_TRUE(state_->WaitReading(1));
+  stop.request_stop();
+  EXPECT_EQ(fut.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout)
+      << "the reply and Rflush cannot come before the backend returns";
+  state_->OpenGate();
+  auto r = fut.get();
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(*r, 8u);  // "/slow/sl"
+  EXPECT_TRUE(root_.GetAttr().has_value());
+}
+
+TEST_F(ClientServerTest, ClientGoneReleasesEverythingOnTheServer) {
+  std::vector<ClientFile> files;
+  for (int i = 0; i < 100; ++i) {
+    auto f = root_.WalkPath("x" + std::to_string(i));
+    ASSERT_TRUE(f.has_value());
+    files.push_back(std::move(*f));
+  }
+  EXPECT_EQ(state_->live, 101);
+  client_->Shutdown();  // Fids are not clunked: the connection just dies.
+  files.clear();
+  root_ = ClientFile();
+  EXPECT_TRUE(server_.WaitNoConnections(std::chrono::seconds(10)));
+  EXPECT_EQ(state_->live, 0);
+}
+
+TEST_F(ClientServerTest, CallsAfterShutdownFailFast) {
+  client_->Shutdown();
+  EXPECT_EQ(Err(root_.GetAttr()), Errno(ECONNRESET));
+}
+
+// ---- Against hand-written servers --------------------------------------------------------
+
+// A server thread on the far end of a socketpair: answers Tversion, then runs `script`.
+class ScriptedPeer {
+ public:
+  using Script = std::function<void(int fd, FrameReader& reader)>;
+  ScriptedPeer(Script script, uint32_t msize = kDefaultMsize,
+               std::string version = kVersion9P2000LExt) {
+    auto [c, s] = Pair();
+    client_fd_ = std::move(c);
+    server_fd_ = std::move(s);
+    thread_ = std::thread([this, script, msize, version] {
+      FrameReader r(server_fd_.get(), kMaxMsize);
+      auto v = r.Read();
+      if (!v.has_value()) return;
+      SendFrame(server_fd_.get(), EncodeFrame(kNoTag, Rversion{msize, version}));
+      script(server_fd_.get(), r);
+    });
+  }
+  ~ScriptedPeer() {
+    thread_.join();
+  }
+  UniqueFd TakeClientFd() { return std::move(client_fd_); }
+  void CloseServer() { ::shutdown(server_fd_.get(), SHUT_RDWR); }
+
+ private:
+  UniqueFd client_fd_, server_fd_;
+  std::thread thread_;
+};
+
+TEST(ClientVersionTest, SmallerMsizeIsAcceptedUnknownIsRejected) {
+  {
+    ScriptedPeer peer([](int, FrameReader&) {}, 65536, kVersion9P2000L);
+    auto c = Client::Create(peer.TakeClientFd(), kDefaultMsize, kVersion9P2000LExt);
+    ASSERT_TRUE(c.has_value());
+    EXPECT_EQ((*c)->msize(), 65536u);
+    EXPECT_FALSE((*c)->fd_donation());
+  }
+  {
+    ScriptedPeer peer([](int, FrameReader&) {}, 65536, "unknown");
+    EXPECT_EQ(Err(Client::Create(peer.TakeClientFd())), Errno(EPROTONOSUPPORT));
+  }
+  {
+    ScriptedPeer peer([](int, FrameReader&) {}, 2u << 20, kVersion9P2000L);
+    EXPECT_EQ(Err(Client::Create(peer.TakeClientFd(), 1u << 20)), Errno(EIO))
+        << "a server may not raise msize";
+  }
+}
+
+// Answers requests in reverse order of arrival: replies out of order must still match.
+TEST(ClientScriptedTest, OutOfOrderRepliesMatchTheirCallers) {
+  constexpr int kN = 8;
+  ScriptedPeer peer([](int fd, FrameReader& r) {
+    std::vector<InFrame> reqs;
+    for (int i = 0; i < kN; ++i) reqs.push_back(std::move(*r.Read()));
+    for (int i = kN - 1; i >= 0; --i) {
+      auto g = DecodeBody<Tgetattr>(reqs[i].body_view());
+      Rgetattr a;
+      a.size = g->fid;  // Echo the fid so the caller can check it got its own reply.
+      SendFrame(fd, EncodeFrame(reqs[i].header.tag, a));
+    }
+    r.Read();  // Until the client goes.
+  });
+  auto c = Client::Create(peer.TakeClientFd());
+  ASSERT_TRUE(c.has_value());
+  std::vector<std::future<bool>> fs;
+  for (int i = 0; i < kN; ++i) {
+    fs.push_back(std::async(std::launch::async, [&, i] {
+      auto a = (*c)->Call(Tgetattr{static_cast<Fid>(100 + i)});
+      return a.has_value() && a->size == 100u + i;
+    }));
+  }
+  for (auto& f : fs) EXPECT_TRUE(f.get());
+  (*c)->Shutdown();
+}
+
+TEST(ClientScriptedTest, RreadLandsInTheCallersBuffer) {
+  ScriptedPeer peer([](int fd, FrameReader& r) {
+    auto f = r.Read();
+    auto t = DecodeBody<Tread>(f->body_view());
+    std::string data(t->count, 'z');
+    data[0] = 'a';
+    SendFrame(fd, EncodeFrame(f->header.tag, Rread{Bytes(data.data(), data.size())}));
+    r.Read();
+  });
+  auto c = Client::Create(peer.TakeClientFd());
+  ASSERT_TRUE(c.has_value());
+  std::vector<char> buf(300000, 0);
+  auto n = (*c)->Read(1, 0, buf);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, buf.size());
+  EXPECT_EQ(buf[0], 'a');
+  EXPECT_EQ(buf.back(), 'z');
+  (*c)->Shutdown();
+}
+
+TEST(ClientScriptedTest, RflushWithoutReplyIsECANCELED) {
+  ScriptedPeer peer([](int fd, FrameReader& r) {
+    auto req = r.Read();    // The read: never answered.
+    auto flush = r.Read();  // Its Tflush.
+    auto tf = DecodeBody<Tflush>(flush->body_view());
+    if (tf.has_value() && tf->oldtag == req->header.tag) {
+      SendFrame(fd, EncodeFrame(flush->header.tag, Rflush{}));
+    }
+    // The old tag is free again: a new call may use it.
+    auto next = r.Read();
+    SendFrame(fd, EncodeFrame(next->header.tag, Rclunk{}));
+    r.Read();
+  });
+  auto c = Client::Create(peer.TakeClientFd());
+  ASSERT_TRUE(c.has_value());
+  std::stop_source stop;
+  auto fut = std::async(std::launch::async, [&] {
+    char buf[8];
+    return (*c)->Read(1, 0, buf, stop.get_token());
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  stop.request_stop();
+  EXPECT_EQ(Err(fut.get()), Errno(ECANCELED));
+  EXPECT_TRUE((*c)->Call(Tclunk{1}).has_value());
+  (*c)->Shutdown();
+}
+
+TEST(ClientScriptedTest, ServerDeathFailsEveryWaiter) {
+  std::promise<void> all_sent;
+  ScriptedPeer peer([&](int fd, FrameReader& r) {
+    for (int i = 0; i < 6; ++i) r.Read();
+    all_sent.set_value();
+    ::shutdown(fd, SHUT_RDWR);  // Dies with six requests unanswered.
+  });
+  auto c = Client::Create(peer.TakeClientFd());
+  ASSERT_TRUE(c.has_value());
+  std::vector<std::future<Errno>> fs;
+  for (int i = 0; i < 6; ++i) {
+    fs.push_back(std::async(std::launch::async, [&] { return Err((*c)->Call(Tgetattr{1})); }));
+  }
+  all_sent.get_future().wait();
+  for (auto& f : fs) {
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "hung";
+    EXPECT_EQ(f.get(), Errno(ECONNRESET));
+  }
+  EXPECT_EQ(Err((*c)->Call(Tgetattr{1})), Errno(ECONNRESET));
+}
+
+TEST(ClientScriptedTest, GarbageReplyFailsEveryWaiterWithEIO) {
+  std::promise<void> all_sent;
+  ScriptedPeer peer([&](int fd, FrameReader& r) {
+    std::vector<InFrame> reqs;
+    for (int i = 0; i < 4; ++i) reqs.push_back(std::move(*r.Read()));
+    all_sent.set_value();
+    // A reply of the wrong type for the first tag.
+    SendFrame(fd, EncodeFrame(reqs[0].header.tag, Rclunk{}));
+    r.Read();
+  });
+  auto c = Client::Create(peer.TakeClientFd());
+  ASSERT_TRUE(c.has_value());
+  std::vector<std::future<Errno>> fs;
+  for (int i = 0; i < 4; ++i) {
+    fs.push_back(std::async(std::launch::async, [&] { return Err((*c)->Call(Tgetattr{1})); }));
+  }
+  all_sent.get_future().wait();
+  for (auto& f : fs) {
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "hung";
+    EXPECT_EQ(f.get(), Errno(EIO));
+  }
+}
+
+TEST(ClientScriptedTest, ReplyForUnknownTagIsEIO) {
+  ScriptedPeer peer([](int fd, FrameReader& r) {
+    auto f = r.Read();
+    SendFrame(fd, EncodeFrame(static_cast<Tag>(f->header.tag + 1000), Rclunk{}));
+    r.Read();
+  });
+  auto c = Client::Create(peer.TakeClientFd());
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(Err((*c)->Call(Tclunk{1})), Errno(EIO));
+}
+
+TEST(ClientScriptedTest, OversizedFrameIsEIO) {
+  ScriptedPeer peer(
+      [](int fd, FrameReader& r) {
+        auto f = r.Read();
+        std::vector<char> bytes = {0, 0, 0, 0x10, static_cast<char>(MsgType::kRclunk), 0, 0};
+        std::memcpy(&bytes[5], &f->header.tag, 2);
+        (void)!write(fd, bytes.data(), bytes.size());
+        r.Read();
+      },
+      8192);
+  auto c = Client::Create(peer.TakeClientFd(), 8192);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(Err((*c)->Call(Tclunk{1})), Errno(EIO));
+}
+
+}  // namespace
+}  // namespace p9
