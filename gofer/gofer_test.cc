@@ -1,0 +1,544 @@
+// The gofer's host backend behind the real server, driven by our client over a socketpair,
+// on real temp trees: a matrix of file types x mount modes, the mutations, and an escape
+// suite that tries to reach a file outside the attach point.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gofer/attach_point.h"
+#include "gtest/gtest.h"
+#include "p9/client.h"
+#include "p9/client_file.h"
+#include "p9/server.h"
+#include "p9/socket_util.h"
+
+namespace gofer {
+namespace {
+
+namespace fs = std::filesystem;
+using p9::ClientFile;
+using p9::Errno;
+namespace of = p9::open_flags;
+
+Errno Err(const auto& r) { return r.has_value() ? Errno(0) : r.error(); }
+
+void WriteFile(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+mode_t GetUmask() {
+  mode_t m = umask(0);
+  umask(m);
+  return m;
+}
+size_t OpenFdCount() {
+  size_t n = 0;
+  for (auto& e : fs::directory_iterator("/proc/self/fd")) (void)e, ++n;
+  return n;
+}
+
+// A temp tree: <base>/outside/{secret} (must stay unreachable) and <base>/root (served).
+class GoferTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/gofer_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    base_ = tmpl;
+    root_dir_ = base_ / "root";
+    outside_ = base_ / "outside";
+    fs::create_directories(root_dir_);
+    fs::create_directories(outside_);
+    WriteFile(outside_ / "secret", "SECRET");
+    struct stat st;
+    ASSERT_EQ(stat((outside_ / "secret").c_str(), &st), 0);
+    secret_ino_ = st.st_ino;
+    Populate();
+    Connect(read_only(), p9::kVersion9P2000LExt);
+  }
+  void TearDown() override {
+    root_ = ClientFile();
+    client_.reset();
+    if (server_) {
+      EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+      server_.reset();
+    }
+    fs::remove_all(base_);
+  }
+  bool read_only() const { return GetParam(); }
+
+  virtual void Populate() {
+    WriteFile(root_dir_ / "file", "hello world");
+    fs::create_directories(root_dir_ / "dir" / "sub");
+    WriteFile(root_dir_ / "dir" / "inner", "inner");
+    fs::create_symlink("file", root_dir_ / "link");
+    fs::create_symlink("/", root_dir_ / "abs_escape");
+    fs::create_symlink("../outside", root_dir_ / "rel_escape");
+    ASSERT_EQ(mkfifo((root_dir_ / "fifo").c_str(), 0644), 0);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::string sp = (root_dir_ / "sock").string();
+    strncpy(a.sun_path, sp.c_str(), sizeof(a.sun_path) - 1);
+    ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    close(s);
+    if (geteuid() == 0) {
+      ASSERT_EQ(mknod((root_dir_ / "null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+    }
+  }
+
+  void Connect(bool ro, const char* version) {
+    root_ = ClientFile();
+    client_.reset();
+    server_.reset();
+    auto ap = AttachPoint::Open(root_dir_.string(), ro, nullptr);
+    ASSERT_TRUE(ap.has_value()) << ap.error();
+    attacher_ = std::make_unique<HostAttacher>(std::vector{*ap});
+    server_ = std::make_unique<p9::Server>(*attacher_, p9::ServerOptions{.threads = 2});
+    auto pair = p9::SocketPair();
+    ASSERT_TRUE(pair.has_value());
+    server_->AddConnection(std::move(pair->second));
+    auto c = p9::Client::Create(std::move(pair->first), 1u << 20, version);
+    ASSERT_TRUE(c.has_value()) << c.error();
+    client_ = std::move(*c);
+    auto r = ClientFile::Attach(*client_, root_dir_.string());
+    ASSERT_TRUE(r.has_value()) << r.error();
+    root_ = std::move(*r);
+  }
+
+  ClientFile Walk(const std::string& path) {
+    auto f = root_.WalkPath(path);
+    EXPECT_TRUE(f.has_value()) << path << ": " << f.error();
+    return f.has_value() ? std::move(*f) : ClientFile();
+  }
+  // Raw Twalk: the number of names the server walked (or the error).
+  p9::Result<size_t> RawWalk(const std::vector<std::string>& names) {
+    p9::Fid nf = client_->NewFid();
+    auto r = client_->Call(p9::Twalk{root_.fid(), nf, names});
+    if (!r.has_value()) {
+      client_->ReleaseFid(nf);
+      return r.error();
+    }
+    if (r->wqids.size() == names.size()) {
+      ClientFile tmp(*client_, nf);  // Clunks.
+    } else {
+      client_->ReleaseFid(nf);
+    }
+    return r->wqids.size();
+  }
+
+  fs::path base_, root_dir_, outside_;
+  ino_t secret_ino_ = 0;
+  std::unique_ptr<HostAttacher> attacher_;
+  std::unique_ptr<p9::Server> server_;
+  std::unique_ptr<p9::Client> client_;
+  ClientFile root_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Modes, GoferTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "ro" : "rw"; });
+
+// ---- File types x modes -----------------------------------------------------------------
+
+struct TypeCase {
+  const char* name;
+  mode_t type;
+  uint8_t qid_type;
+  Errno open_rd;  // Errno(0): opens.
+};
+
+TEST_P(GoferTest, EveryFileTypeWalksStatsAndOpensAsTheHostSays) {
+  std::vector<TypeCase> cases = {
+      {"file", S_IFREG, p9::kQtFile, Errno(0)},
+      {"dir", S_IFDIR, p9::kQtDir, Errno(0)},
+      {"link", S_IFLNK, p9::kQtSymlink, Errno(ELOOP)},
+      {"fifo", S_IFIFO, p9::kQtFile, Errno(0)},
+      {"sock", S_IFSOCK, p9::kQtFile, Errno(ENXIO)},
+  };
+  if (geteuid() == 0) cases.push_back({"null", S_IFCHR, p9::kQtFile, Errno(0)});
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    ClientFile f = Walk(c.name);
+    ASSERT_TRUE(f.valid());
+    auto a = f.GetAttr();
+    ASSERT_TRUE(a.has_value());
+    struct stat st;
+    ASSERT_EQ(lstat((root_dir_ / c.name).c_str(), &st), 0);
+    EXPECT_EQ(a->mode & S_IFMT, c.type);
+    EXPECT_EQ(a->mode, st.st_mode);
+    EXPECT_EQ(a->size, static_cast<uint64_t>(st.st_size));
+    EXPECT_EQ(a->nlink, st.st_nlink);
+    EXPECT_EQ(a->mtime_sec, static_cast<uint64_t>(st.st_mtim.tv_sec));
+    EXPECT_EQ(a->qid.type, c.qid_type);
+    uint32_t flags = c.type == S_IFIFO ? (of::kRdOnly | of::kNonBlock) : of::kRdOnly;
+    EXPECT_EQ(Err(f.Open(flags)), c.open_rd);
+    // Writes: EROFS on a read-only mount whatever the type (checked before anything else).
+    ClientFile g = Walk(c.name);
+    auto w = g.Open(of::kWrOnly | of::kNonBlock);
+    if (read_only() && c.type != S_IFLNK && c.type != S_IFSOCK) {
+      EXPECT_EQ(Err(w), Errno(EROFS));
+    }
+    Walk(c.name).SetAttr(p9::Tsetattr{.valid = p9::setattr::kMtime});
+    if (read_only()) {
+      EXPECT_EQ(Err(Walk(c.name).SetAttr(p9::Tsetattr{.valid = p9::setattr::kMtime})),
+                Errno(EROFS));
+    }
+  }
+}
+
+TEST_P(GoferTest, ReadsRegularFilesAndDirectories) {
+  ClientFile f = Walk("file");
+  ASSERT_TRUE(f.Open(of::kRdOnly).has_value());
+  auto all = f.ReadAll();
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(*all, "hello world");
+  ClientFile d = Walk("dir");
+  ASSERT_TRUE(d.Open(of::kRdOnly | of::kDirectory).has_value());
+  auto ents = d.ReaddirAll();
+  ASSERT_TRUE(ents.has_value());
+  std::set<std::string> names;
+  for (auto& e : *ents) names.insert(e.name);
+  EXPECT_EQ(names, (std::set<std::string>{".", "..", "inner", "sub"}));
+  auto link = Walk("link").Readlink();
+  ASSERT_TRUE(link.has_value());
+  EXPECT_EQ(*link, "file");
+}
+
+TEST_P(GoferTest, EveryMutationIsEROFSOnReadOnlyMounts) {
+  if (!read_only()) GTEST_SKIP() << "read-only mode only";
+  ClientFile d = Walk("dir");
+  EXPECT_EQ(Err(Walk("dir").Create("new", of::kRdWr, 0644)), Errno(EROFS));
+  EXPECT_EQ(Err(d.Mkdir("nd", 0755)), Errno(EROFS));
+  EXPECT_EQ(Err(d.Symlink("ns", "x")), Errno(EROFS));
+  EXPECT_EQ(Err(d.Mknod("nn", S_IFIFO | 0644, 0, 0)), Errno(EROFS));
+  EXPECT_EQ(Err(d.Link(Walk("file"), "nl")), Errno(EROFS));
+  EXPECT_EQ(Err(Walk("dir/inner").Rename(d, "moved")), Errno(EROFS));
+  EXPECT_EQ(Err(d.RenameAt("inner", d, "moved")), Errno(EROFS));
+  EXPECT_EQ(Err(d.UnlinkAt("inner")), Errno(EROFS));
+  EXPECT_EQ(Err(Walk("dir/inner").Remove()), Errno(EROFS));
+  EXPECT_EQ(Err(Walk("file").SetAttr(p9::Tsetattr{.valid = p9::setattr::kSize, .size = 0})),
+            Errno(EROFS));
+  EXPECT_EQ(Err(Walk("file").SetXattr("user.x", "1")), Errno(EROFS));
+  EXPECT_EQ(Err(Walk("file").RemoveXattr("user.x")), Errno(EROFS));
+  EXPECT_EQ(Err(Walk("file").Open(of::kRdOnly | of::kTrunc)), Errno(EROFS));
+  EXPECT_EQ(ReadFile(root_dir_ / "file"), "hello world");
+  EXPECT_TRUE(fs::exists(root_dir_ / "dir" / "inner"));
+}
+
+// ---- Mutations (rw) --------------------------------------------------------------------
+
+class GoferRwTest : public GoferTest {};
+INSTANTIATE_TEST_SUITE_P(Rw, GoferRwTest, ::testing::Values(false),
+                         [](const auto&) { return "rw"; });
+
+TEST_P(GoferRwTest, CreateWriteReadBackReachesTheHost) {
+  ClientFile d = Walk("dir");
+  auto c = d.Create("new", of::kRdWr, 0640);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  ASSERT_TRUE(d.WriteAll("payload").has_value());
+  char buf[16];
+  auto n = d.ReadAt(buf, 0);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(std::string(buf, *n), "payload");
+  EXPECT_EQ(ReadFile(root_dir_ / "dir" / "new"), "payload");
+  struct stat st;
+  ASSERT_EQ(stat((root_dir_ / "dir" / "new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u & ~GetUmask());
+  EXPECT_EQ(Err(Walk("dir").Create("new", of::kRdWr, 0644)), Errno(EEXIST));
+  // O_EXCL|O_NOFOLLOW: an existing symlink is never followed by create.
+  EXPECT_EQ(Err(Walk("").Create("abs_escape", of::kRdWr, 0644)), Errno(EEXIST));
+}
+
+TEST_P(GoferRwTest, DirectoryOperationsAndErrnos) {
+  ClientFile r = Walk("");
+  ASSERT_TRUE(r.Mkdir("m", 0755).has_value());
+  EXPECT_TRUE(fs::is_directory(root_dir_ / "m"));
+  EXPECT_EQ(Err(r.Mkdir("m", 0755)), Errno(EEXIST));
+  ASSERT_TRUE(r.Symlink("s", "target/path").has_value());
+  EXPECT_EQ(fs::read_symlink(root_dir_ / "s"), "target/path");
+  ASSERT_TRUE(r.Mknod("p", S_IFIFO | 0600, 0, 0).has_value());
+  EXPECT_TRUE(fs::is_fifo(root_dir_ / "p"));
+  ASSERT_TRUE(r.Link(Walk("file"), "hard").has_value());
+  EXPECT_EQ(fs::hard_link_count(root_dir_ / "file"), 2u);
+  EXPECT_EQ(Walk("hard").GetAttr()->qid, Walk("file").GetAttr()->qid);
+  EXPECT_NE(Walk("dir/inner").GetAttr()->qid, Walk("file").GetAttr()->qid);
+  ASSERT_TRUE(r.RenameAt("hard", Walk("m"), "hard2").has_value());
+  EXPECT_TRUE(fs::exists(root_dir_ / "m" / "hard2"));
+  ClientFile inner = Walk("dir/inner");
+  ASSERT_TRUE(inner.Rename(Walk("m"), "inner2").has_value());
+  EXPECT_EQ(ReadFile(root_dir_ / "m" / "inner2"), "inner");
+  // The fid follows its file: a second rename and a getattr still work.
+  ASSERT_TRUE(inner.Rename(Walk(""), "inner3").has_value());
+  EXPECT_EQ(ReadFile(root_dir_ / "inner3"), "inner");
+  EXPECT_EQ(Err(r.UnlinkAt("m")), Errno(EISDIR));
+  EXPECT_EQ(Err(r.UnlinkAt("m", p9::kAtRemoveDir)), Errno(ENOTEMPTY));
+  EXPECT_EQ(Err(r.UnlinkAt("file", p9::kAtRemoveDir)), Errno(ENOTDIR));
+  EXPECT_EQ(Err(r.UnlinkAt("nothing")), Errno(ENOENT));
+  ASSERT_TRUE(Walk("m").UnlinkAt("hard2").has_value());
+  ASSERT_TRUE(Walk("m").Remove().has_value());
+  EXPECT_FALSE(fs::exists(root_dir_ / "m"));
+  EXPECT_EQ(Err(Walk("file").Walk({"x"})), Errno(ENOTDIR));
+  auto sfs = r.StatFs();
+  ASSERT_TRUE(sfs.has_value());
+  EXPECT_GT(sfs->bsize, 0u);
+  EXPECT_EQ(sfs->namelen, 255u);
+}
+
+TEST_P(GoferRwTest, SetattrModeOwnerSizeTimes) {
+  ClientFile f = Walk("file");
+  namespace sa = p9::setattr;
+  ASSERT_TRUE(f.SetAttr({.valid = sa::kMode, .mode = 0600}).has_value());
+  ASSERT_TRUE(f.SetAttr({.valid = sa::kSize, .size = 5}).has_value());
+  ASSERT_TRUE(f.SetAttr({.valid = sa::kAtime | sa::kAtimeSet | sa::kMtime | sa::kMtimeSet,
+                         .atime_sec = 1000, .atime_nsec = 5, .mtime_sec = 2000, .mtime_nsec = 7})
+                  .has_value());
+  struct stat st;
+  ASSERT_EQ(stat((root_dir_ / "file").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_size, 5);
+  EXPECT_EQ(st.st_atim.tv_sec, 1000);
+  EXPECT_EQ(st.st_atim.tv_nsec, 5);
+  EXPECT_EQ(st.st_mtim.tv_sec, 2000);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 7);
+  ASSERT_TRUE(f.SetAttr({.valid = sa::kMtime}).has_value());  // Now.
+  ASSERT_EQ(stat((root_dir_ / "file").c_str(), &st), 0);
+  EXPECT_GT(st.st_mtim.tv_sec, time(nullptr) - 60);
+  if (geteuid() == 0) {
+    ASSERT_TRUE(f.SetAttr({.valid = sa::kUid | sa::kGid, .uid = 1234, .gid = 5678}).has_value());
+    ASSERT_EQ(stat((root_dir_ / "file").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 1234u);
+    EXPECT_EQ(st.st_gid, 5678u);
+  }
+  EXPECT_EQ(Err(Walk("dir").SetAttr({.valid = sa::kSize, .size = 0})), Errno(EISDIR));
+}
+
+TEST_P(GoferRwTest, UnlinkedOpenFileKeepsWorking) {
+  ClientFile d = Walk("");
+  ASSERT_TRUE(d.Create("tmpfile", of::kRdWr, 0644).has_value());
+  ASSERT_TRUE(d.WriteAll("0123456789").has_value());
+  ASSERT_TRUE(Walk("").UnlinkAt("tmpfile").has_value());
+  EXPECT_FALSE(fs::exists(root_dir_ / "tmpfile"));
+  ASSERT_TRUE(d.WriteAll("AB", 10).has_value());
+  auto all = d.ReadAll();
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(*all, "0123456789AB");
+  auto a = d.GetAttr();
+  ASSERT_TRUE(a.has_value()) << a.error();
+  EXPECT_EQ(a->size, 12u);
+  EXPECT_EQ(a->nlink, 0u);
+  ASSERT_TRUE(d.SetAttr({.valid = p9::setattr::kSize, .size = 3}).has_value());
+  all = d.ReadAll();
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(*all, "012");
+  EXPECT_TRUE(d.Fsync().has_value());
+}
+
+TEST_P(GoferRwTest, ReaddirOffsetsAreStableAcrossCalls) {
+  ClientFile m = Walk("");
+  ASSERT_TRUE(m.Mkdir("many", 0755).has_value());
+  for (int i = 0; i < 300; ++i) WriteFile(root_dir_ / "many" / ("f" + std::to_string(i)), "");
+  ClientFile d = Walk("many");
+  ASSERT_TRUE(d.Open(of::kRdOnly).has_value());
+  std::multiset<std::string> seen;
+  uint64_t off = 0;
+  std::vector<std::pair<uint64_t, std::string>> first_pass;
+  for (;;) {
+    auto ents = d.Readdir(off, 200);  // A few entries per call.
+    ASSERT_TRUE(ents.has_value()) << ents.error();
+    if (ents->empty()) break;
+    uint64_t prev = off;  // The cookie that resumes right before each entry.
+    for (auto& e : *ents) {
+      seen.insert(e.name);
+      first_pass.push_back({prev, e.name});
+      prev = e.offset;
+    }
+    off = ents->back().offset;
+  }
+  EXPECT_EQ(seen.size(), 302u);
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 302u) << "duplicates";
+  // Resuming from any cookie gives the same next entry as the first pass did.
+  ClientFile d2 = Walk("many");
+  ASSERT_TRUE(d2.Open(of::kRdOnly).has_value());
+  for (size_t i = 0; i < first_pass.size(); i += 37) {
+    auto ents = d2.Readdir(first_pass[i].first, 4096);
+    ASSERT_TRUE(ents.has_value());
+    ASSERT_FALSE(ents->empty());
+    EXPECT_EQ(ents->front().name, first_pass[i].second);
+  }
+}
+
+TEST_P(GoferRwTest, XattrsReachTheHost) {
+  if (setxattr((root_dir_ / "file").c_str(), "user.probe", "1", 1, 0) != 0) {
+    GTEST_SKIP() << "host fs has no user xattrs: " << strerror(errno);
+  }
+  ClientFile f = Walk("file");
+  ASSERT_TRUE(f.SetXattr("user.k", "value").has_value());
+  char buf[16];
+  ssize_t n = getxattr((root_dir_ / "file").c_str(), "user.k", buf, sizeof(buf));
+  ASSERT_EQ(n, 5);
+  EXPECT_EQ(std::string(buf, 5), "value");
+  EXPECT_EQ(*f.GetXattr("user.k"), "value");
+  EXPECT_THAT(*f.ListXattr(), ::testing::IsSupersetOf({"user.k", "user.probe"}));
+  EXPECT_EQ(Err(f.SetXattr("user.k", "x", p9::kXattrCreate)), Errno(EEXIST));
+  ASSERT_TRUE(f.RemoveXattr("user.k").has_value());
+  EXPECT_EQ(Err(f.GetXattr("user.k")), Errno(ENODATA));
+}
+
+TEST_P(GoferRwTest, PosixLocksUseHostOfdLocks) {
+  ClientFile a = Walk("file");
+  ClientFile b = Walk("file");
+  ASSERT_TRUE(a.Open(of::kRdWr).has_value());
+  ASSERT_TRUE(b.Open(of::kRdWr).has_value());
+  EXPECT_EQ(*a.Lock(p9::lock::kTypeWrLck, 0, 0, 10, 1), p9::lock::kStatusSuccess);
+  EXPECT_EQ(*b.Lock(p9::lock::kTypeWrLck, 0, 5, 10, 2), p9::lock::kStatusBlocked);
+  auto g = b.GetLock(p9::lock::kTypeWrLck, 0, 100, 2);
+  ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->type, p9::lock::kTypeWrLck);
+  EXPECT_EQ(g->length, 10u);
+  EXPECT_EQ(*a.Lock(p9::lock::kTypeUnLck, 0, 0, 10, 1), p9::lock::kStatusSuccess);
+  EXPECT_EQ(*b.Lock(p9::lock::kTypeWrLck, 0, 5, 10, 2), p9::lock::kStatusSuccess);
+}
+
+TEST_P(GoferRwTest, DonatedFdReadsTheSameFile) {
+  ClientFile f = Walk("file");
+  ASSERT_TRUE(f.Open(of::kRdOnly).has_value());
+  ASSERT_GE(f.donated_fd(), 0);
+  char buf[32];
+  ssize_t n = pread(f.donated_fd(), buf, sizeof(buf), 6);
+  ASSERT_EQ(n, 5);
+  EXPECT_EQ(std::string(buf, 5), "world");
+  // A plain 9P2000.L session never sees an fd.
+  Connect(false, p9::kVersion9P2000L);
+  ClientFile g = Walk("file");
+  ASSERT_TRUE(g.Open(of::kRdOnly).has_value());
+  EXPECT_LT(g.donated_fd(), 0);
+}
+
+TEST_P(GoferRwTest, DisconnectReleasesEveryHostFd) {
+  size_t before = OpenFdCount();
+  std::vector<ClientFile> open;
+  for (int i = 0; i < 50; ++i) {
+    ClientFile f = Walk("dir/inner");
+    ASSERT_TRUE(f.Open(of::kRdOnly).has_value());
+    open.push_back(std::move(f));
+  }
+  // Each open holds an O_PATH fd, an opened fd and (here) a donated fd.
+  EXPECT_GE(OpenFdCount(), before + 100);
+  client_->Shutdown();
+  open.clear();
+  root_ = ClientFile();
+  client_.reset();
+  ASSERT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+  // Before: the root fid's fds and our client end are counted; both are gone now.
+  EXPECT_LE(OpenFdCount(), before);
+}
+
+// ---- Escapes -----------------------------------------------------------------------------
+
+TEST_P(GoferTest, SymlinksAreNeverFollowed) {
+  // The symlink itself is reachable; nothing through it.
+  EXPECT_EQ(*RawWalk({"abs_escape"}), 1u);
+  EXPECT_EQ(*RawWalk({"abs_escape", "etc"}), 1u);
+  EXPECT_EQ(*RawWalk({"rel_escape", "secret"}), 1u);
+  EXPECT_EQ(Err(Walk("abs_escape").Open(of::kRdOnly)), Errno(ELOOP));
+  EXPECT_EQ(Err(Walk("rel_escape").Open(of::kRdOnly)), Errno(ELOOP));
+  // Its attributes are the link's, not the target's.
+  EXPECT_EQ(Walk("abs_escape").GetAttr()->mode & S_IFMT, static_cast<uint32_t>(S_IFLNK));
+}
+
+TEST_P(GoferTest, HostileNamesAreRejected) {
+  for (std::string bad : {std::string(".."), std::string("."), std::string(""),
+                          std::string("dir/inner"), std::string("../outside"),
+                          std::string("x\0y", 3), std::string("/etc")}) {
+    EXPECT_EQ(Err(RawWalk({bad})), Errno(EINVAL)) << bad;
+    EXPECT_EQ(Err(RawWalk({"dir", bad})), Errno(EINVAL)) << bad;
+    EXPECT_EQ(Err(Walk("").Mkdir(bad, 0755)), Errno(EINVAL)) << bad;
+  }
+  EXPECT_EQ(Err(ClientFile::Attach(*client_, outside_.string())), Errno(ENOENT));
+  EXPECT_EQ(Err(ClientFile::Attach(*client_, "/")).value(), 0)
+      << "\"/\" names the first (only) attach point, not the host root";
+  auto r = ClientFile::Attach(*client_, "/");
+  ASSERT_TRUE(r.has_value());
+  auto names = r->Walk({"outside"});
+  EXPECT_EQ(Err(names), Errno(ENOENT));
+}
+
+TEST_P(GoferTest, SymlinkedParentDirectoryIsNotCrossed) {
+  if (read_only()) GTEST_SKIP() << "needs host-side changes under the tree";
+  fs::create_symlink(outside_, root_dir_ / "parent_link");
+  EXPECT_EQ(*RawWalk({"parent_link", "secret"}), 1u);
+  // A fid held on a directory that is then swapped for a symlink keeps naming the old
+  // directory's inode, never the new target.
+  ClientFile d = Walk("dir");
+  fs::rename(root_dir_ / "dir", root_dir_ / "dir_old");
+  fs::create_symlink(outside_, root_dir_ / "dir");
+  WriteFile(outside_ / "inner", "OUTSIDE");
+  auto f = d.Walk({"inner"});
+  ASSERT_TRUE(f.has_value());
+  ASSERT_TRUE(f->Open(of::kRdOnly).has_value());
+  EXPECT_EQ(*f->ReadAll(), "inner");
+}
+
+TEST_P(GoferTest, RenameRaceNeverReachesOutside) {
+  if (read_only()) GTEST_SKIP() << "the race swaps host directories";
+  fs::create_directories(root_dir_ / "race");
+  WriteFile(root_dir_ / "race" / "secret", "inside file");
+  std::atomic<bool> stop{false};
+  std::thread swapper([&] {
+    while (!stop) {
+      fs::rename(root_dir_ / "race", root_dir_ / "race_tmp");
+      fs::create_symlink(outside_, root_dir_ / "race");
+      fs::remove(root_dir_ / "race");
+      fs::rename(root_dir_ / "race_tmp", root_dir_ / "race");
+    }
+  });
+  int reached = 0, escaped = 0;
+  for (int i = 0; i < 2000; ++i) {
+    auto f = root_.Walk({"race", "secret"});
+    if (!f.has_value()) continue;
+    auto a = f->GetAttr();
+    if (!a.has_value()) continue;
+    ++reached;
+    if (a->size == 6 /* "SECRET" */) ++escaped;
+    if (f->Open(of::kRdOnly).has_value()) {
+      auto data = f->ReadAll();
+      if (data.has_value() && *data == "SECRET") ++escaped;
+    }
+  }
+  stop = true;
+  swapper.join();
+  EXPECT_EQ(escaped, 0);
+  EXPECT_GT(reached, 0) << "the walk never succeeded: the race did not run";
+}
+
+TEST_P(GoferTest, AttachPointOverASingleFile) {
+  auto ap = AttachPoint::Open((root_dir_ / "file").string(), read_only(), nullptr);
+  ASSERT_TRUE(ap.has_value());
+  auto one = HostAttacher::ForOne(*ap);
+  p9::Server server(*one, p9::ServerOptions{.threads = 1});
+  auto pair = p9::SocketPair();
+  server.AddConnection(std::move(pair->second));
+  auto c = p9::Client::Create(std::move(pair->first));
+  ASSERT_TRUE(c.has_value());
+  auto f = ClientFile::Attach(**c, "anything");
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(Err(f->Walk({"x"})), Errno(ENOTDIR));
+  ASSERT_TRUE(f->Open(of::kRdOnly).has_value());
+  EXPECT_EQ(*f->ReadAll(), "hello world");
+}
+
+}  // namespace
+}  // namespace gofer

@@ -1,0 +1,105 @@
+// HostFile: a p9::File backed by a host file, reached safely from an attach point.
+//
+// Each HostFile holds an O_PATH|O_NOFOLLOW fd for its inode. Walks go one validated name at a
+// time with openat(fd, name, O_PATH|O_NOFOLLOW); a symlink is never followed (walking through
+// one gives ENOTDIR). Opening re-opens the *inode* through /proc/self/fd/N, so a rename or a
+// swap of the name after the walk cannot redirect the open elsewhere. Operations on names
+// (create, mkdir, unlink, rename, ...) are *at() calls on the directory's fd.
+//
+// The opened fd serves reads, writes, fstat and ftruncate, so a file unlinked while open keeps
+// working as POSIX says. With the fd-donation extension the server hands a dup of the opened
+// fd to the sandbox.
+//
+// FIFOs are opened with O_NONBLOCK so that an open never blocks a gofer thread; afterwards the
+// flag is restored to what the client asked for (reads through 9P may then block a server
+// thread, as the client asked; with fd donation the sandbox does its FIFO I/O on the donated fd).
+//
+// Read-only attach points refuse every mutation with EROFS.
+//
+// Thread-safety: all methods may be called concurrently; mu_ guards the open state and the
+// (parent, name) location, which Rename updates.
+#ifndef GOFER_HOST_FILE_H_
+#define GOFER_HOST_FILE_H_
+
+#include <sys/stat.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "gofer/attach_point.h"
+#include "p9/file.h"
+
+namespace gofer {
+
+class HostFile : public p9::File {
+ public:
+  // `fd` is an O_PATH fd of the file; `parent` an O_PATH fd of the directory it was reached
+  // from under `name` (invalid for the root). `uid` is the attaching user's (kNoUid: none).
+  HostFile(std::shared_ptr<AttachPoint> ap, p9::UniqueFd fd, const struct stat& st,
+           p9::UniqueFd parent, std::string name, uint32_t uid);
+
+  p9::Result<p9::WalkResult> Walk(std::span<const std::string> names) override;
+  p9::Result<p9::Rgetattr> GetAttr(uint64_t request_mask) override;
+  p9::Result<void> SetAttr(const p9::Tsetattr& attr) override;
+  p9::Result<p9::OpenResult> Open(uint32_t flags) override;
+  p9::Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override;
+  p9::Result<size_t> WriteAt(p9::Bytes src, uint64_t offset) override;
+  p9::Result<std::vector<p9::Dirent>> Readdir(uint64_t offset, uint32_t count) override;
+  p9::Result<p9::CreateResult> Create(const std::string& name, uint32_t flags, uint32_t mode,
+                                      uint32_t gid) override;
+  p9::Result<p9::Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid) override;
+  p9::Result<p9::Qid> Symlink(const std::string& name, const std::string& target,
+                              uint32_t gid) override;
+  p9::Result<p9::Qid> Mknod(const std::string& name, uint32_t mode, uint32_t major,
+                            uint32_t minor, uint32_t gid) override;
+  p9::Result<void> Link(p9::File& target, const std::string& name) override;
+  p9::Result<void> Rename(p9::File& newdir, const std::string& name) override;
+  p9::Result<void> RenameAt(const std::string& oldname, p9::File& newdir,
+                            const std::string& newname) override;
+  p9::Result<void> UnlinkAt(const std::string& name, uint32_t flags) override;
+  p9::Result<void> Remove() override;
+  p9::Result<std::string> Readlink() override;
+  p9::Result<void> Fsync(bool datasync) override;
+  p9::Result<p9::Rstatfs> StatFs() override;
+  p9::Result<uint8_t> Lock(const p9::Tlock& req) override;
+  p9::Result<p9::Rgetlock> GetLock(const p9::Tgetlock& req) override;
+  p9::Result<std::string> GetXattr(const std::string& name) override;
+  p9::Result<std::string> ListXattr() override;
+  p9::Result<void> SetXattr(const std::string& name, const std::string& value,
+                            uint32_t flags) override;
+  p9::Result<void> RemoveXattr(const std::string& name) override;
+
+  int path_fd() const { return fd_.get(); }
+
+ private:
+  p9::Result<void> CheckWritable() const;
+  // The opened fd, or -1.
+  int open_fd() const;
+  // "/proc/self/fd/N" for the O_PATH fd: re-opens the same inode.
+  std::string ProcPath() const;
+  // Creates the HostFile for `name` in this directory after a create-like call.
+  p9::Result<std::unique_ptr<HostFile>> Child(const std::string& name, p9::UniqueFd fd);
+  p9::Result<p9::Qid> ChildQid(const std::string& name);
+  // chown of a new child to the attaching user and `gid` (only when we may).
+  void Chown(int dirfd, const std::string& name, uint32_t gid);
+  // Verifies that (parent_, name_) still names this inode. ESTALE if not.
+  p9::Result<void> CheckLocation() const;  // REQUIRES: mu_ held.
+
+  const std::shared_ptr<AttachPoint> ap_;
+  const p9::UniqueFd fd_;  // O_PATH|O_NOFOLLOW.
+  const mode_t type_;      // S_IFMT bits.
+  const p9::Qid qid_;
+  const uint32_t uid_;
+
+  mutable std::mutex mu_;
+  p9::UniqueFd open_;          // Guarded by mu_ (set once by Open/Create).
+  uint32_t open_flags_ = 0;    // Guarded by mu_.
+  p9::UniqueFd parent_;        // Guarded by mu_. O_PATH of the containing directory.
+  std::string name_;           // Guarded by mu_.
+  std::mutex dir_mu_;          // Serializes lseek+getdents64 on the opened directory.
+};
+
+}  // namespace gofer
+
+#endif  // GOFER_HOST_FILE_H_

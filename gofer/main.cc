@@ -1,0 +1,172 @@
+// gofer: the trusted host-side 9P2000.L file server.
+//
+//   gofer --config=FILE|--config-fd=N --io-fds=A,B,...   serve each mount of a GoferConfig on
+//                                                         its inherited socket (runsc's shape)
+//   gofer --root=DIR [--read-only] --listen=unix:PATH|tcp:HOST:PORT
+//                                                         serve one directory to any client
+//
+// In io-fd mode the gofer exits 0 once every connection is gone (the sandbox exited).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "gofer/attach_point.h"
+#include "google/protobuf/text_format.h"
+#include "p9/server.h"
+#include "p9/socket_util.h"
+#include "proto/gofer_config.pb.h"
+
+DEFINE_string(config, "", "GoferConfig file (binary protobuf, or text format if it ends in .txtpb)");
+DEFINE_int32(config_fd, -1, "Inherited fd to read a binary GoferConfig from");
+DEFINE_string(io_fds, "", "Comma-separated inherited socket fds, one per mount, in config order");
+DEFINE_string(root, "", "With --listen: the directory to serve");
+DEFINE_bool(read_only, false, "With --listen: refuse every mutation with EROFS");
+DEFINE_string(listen, "", "unix:PATH or tcp:HOST:PORT: serve --root to external clients");
+DEFINE_int32(threads, 0, "Server threads (0: one per CPU)");
+DEFINE_uint32(max_msize, p9::kMaxMsize, "Largest msize the gofer accepts");
+DEFINE_uint64(max_fids, 1u << 20, "Fids per connection");
+DEFINE_uint64(max_inflight, 1024, "Requests in flight per connection");
+
+namespace gofer {
+namespace {
+
+[[noreturn]] void Die(const std::string& msg) {
+  std::cerr << "gofer: " << msg << std::endl;
+  std::exit(1);
+}
+
+p9fs::GoferConfig ReadConfig() {
+  p9fs::GoferConfig cfg;
+  std::string data;
+  if (FLAGS_config_fd >= 0) {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(FLAGS_config_fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) Die("reading --config-fd: " + std::string(strerror(errno)));
+      if (n == 0) break;
+      data.append(buf, static_cast<size_t>(n));
+    }
+    close(FLAGS_config_fd);
+    if (!cfg.ParseFromString(data)) Die("--config-fd: not a valid GoferConfig");
+    return cfg;
+  }
+  std::ifstream in(FLAGS_config, std::ios::binary);
+  if (!in) Die("cannot read --config " + FLAGS_config);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  data = ss.str();
+  bool ok = FLAGS_config.ends_with(".txtpb")
+                ? google::protobuf::TextFormat::ParseFromString(data, &cfg)
+                : cfg.ParseFromString(data);
+  if (!ok) Die("--config " + FLAGS_config + ": not a valid GoferConfig");
+  return cfg;
+}
+
+std::vector<int> ParseFds(const std::string& s) {
+  std::vector<int> fds;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos ||
+        item.size() > 9) {
+      Die("--io-fds: bad fd '" + item + "'");
+    }
+    int fd = std::stoi(item);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      Die("--io-fds: fd " + item + " is not an open socket");
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+int Main() {
+  signal(SIGPIPE, SIG_IGN);
+  p9::ServerOptions opts{.max_msize = FLAGS_max_msize,
+                         .threads = static_cast<size_t>(FLAGS_threads),
+                         .max_fids = FLAGS_max_fids,
+                         .max_inflight = FLAGS_max_inflight};
+  if (opts.max_inflight == 0 || opts.max_inflight > 65535) Die("--max-inflight: 1..65535");
+  if (opts.max_msize < p9::kMinMsize) Die("--max-msize below 4096");
+  auto qids = std::make_shared<QidMap>();
+
+  if (!FLAGS_listen.empty()) {
+    if (FLAGS_root.empty()) Die("--listen needs --root");
+    auto ap = AttachPoint::Open(FLAGS_root, FLAGS_read_only, qids);
+    if (!ap.has_value()) Die("--root " + FLAGS_root + ": " + ap.error().name());
+    HostAttacher attacher({*ap});
+    auto l = p9::ListenAddress(FLAGS_listen);
+    if (!l.has_value()) Die("--listen " + FLAGS_listen + ": " + l.error().name());
+    p9::Server server(attacher, opts);
+    server.Listen(std::move(*l));
+    LOG(INFO) << "gofer: serving " << FLAGS_root << " on " << FLAGS_listen;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    int sig = 0;
+    sigwait(&set, &sig);
+    LOG(INFO) << "gofer: signal " << sig << ", stopping";
+    server.Stop();
+    if (FLAGS_listen.starts_with("unix:")) unlink(FLAGS_listen.substr(5).c_str());
+    return 0;
+  }
+
+  if (FLAGS_config.empty() && FLAGS_config_fd < 0) Die("need --config/--config-fd or --listen");
+  p9fs::GoferConfig cfg = ReadConfig();
+  std::vector<int> fds = ParseFds(FLAGS_io_fds);
+  if (static_cast<size_t>(cfg.mounts_size()) != fds.size()) {
+    Die("config has " + std::to_string(cfg.mounts_size()) + " mounts but --io-fds has " +
+        std::to_string(fds.size()) + " fds");
+  }
+  std::vector<std::unique_ptr<HostAttacher>> attachers;
+  for (const auto& m : cfg.mounts()) {
+    auto ap = AttachPoint::Open(m.path(), m.read_only(), qids);
+    if (!ap.has_value()) Die("mount " + m.destination() + ": " + m.path() + ": " + ap.error().name());
+    attachers.push_back(HostAttacher::ForOne(*ap));
+  }
+  HostAttacher unused({});
+  p9::Server server(unused, opts);
+  for (size_t i = 0; i < fds.size(); ++i) {
+    server.AddConnection(p9::UniqueFd(fds[i]), attachers[i].get());
+  }
+  // Every connection gone: the sandbox is done with us.
+  while (!server.WaitNoConnections(std::chrono::hours(24))) {
+  }
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace gofer
+
+int main(int argc, char** argv) {
+  // Accept --io-fds as runsc spells it (gflags wants underscores).
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.starts_with("--")) {
+      size_t end = a.find('=');
+      for (size_t j = 2; j < (end == std::string::npos ? a.size() : end); ++j) {
+        if (argv[i][j] == '-') argv[i][j] = '_';
+      }
+    }
+  }
+  gflags::SetUsageMessage("the host-side 9P2000.L file server");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
+  return gofer::Main();
+}

@@ -1,0 +1,30 @@
+// Sockets for 9P transports: unix paths, TCP, socketpairs, and "unix:PATH" / "tcp:HOST:PORT"
+// addresses as the command-line tools take them. All fds are close-on-exec.
+#ifndef P9_SOCKET_UTIL_H_
+#define P9_SOCKET_UTIL_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "p9/result.h"
+#include "p9/unique_fd.h"
+
+namespace p9 {
+
+Result<std::pair<UniqueFd, UniqueFd>> SocketPair();
+Result<UniqueFd> ConnectUnix(const std::string& path);
+// Removes a stale socket file at `path` first. ENAMETOOLONG beyond sun_path.
+Result<UniqueFd> ListenUnix(const std::string& path);
+Result<UniqueFd> ConnectTcp(const std::string& host, uint16_t port);
+// Port 0 picks a free port; `bound_port` receives the port bound.
+Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port,
+                           uint16_t* bound_port = nullptr);
+
+// "unix:PATH" or "tcp:HOST:PORT" (numeric IPv4 host). EINVAL for anything else.
+Result<UniqueFd> ConnectAddress(const std::string& address);
+Result<UniqueFd> ListenAddress(const std::string& address);
+
+}  // namespace p9
+
+#endif  // P9_SOCKET_UTIL_H_
