@@ -104,6 +104,10 @@ int Main() {
 
   if (!FLAGS_listen.empty()) {
     if (FLAGS_root.empty()) Die("--listen needs --root");
+    char* real = realpath(FLAGS_root.c_str(), nullptr);
+    if (real == nullptr) Die("--root " + FLAGS_root + ": " + strerror(errno));
+    FLAGS_root = real;
+    free(real);
     auto ap = AttachPoint::Open(FLAGS_root, FLAGS_read_only, qids);
     if (!ap.has_value()) Die("--root " + FLAGS_root + ": " + ap.error().name());
     HostAttacher attacher({*ap});

@@ -31,18 +31,30 @@ Result<std::unique_ptr<Client>> Client::Create(UniqueFd sock, uint32_t msize,
   if (!sock.valid()) return Errno(EBADF);
   msize = std::clamp(msize, kMinMsize, kMaxMsize);
   std::unique_ptr<Client> c(new Client(std::move(sock), msize));
-  P9_RETURN_IF_ERROR(
-      SendFrame(c->fd_.get(), EncodeFrame(kNoTag, Tversion{msize, version})));
-  P9_ASSIGN_OR_RETURN(InFrame f, c->reader_.Read());
-  if (f.header.type == static_cast<uint8_t>(MsgType::kRlerror)) {
-    auto e = DecodeBody<Rlerror>(f.body_view());
-    if (!e.has_value() || e->ecode == 0) return Errno(EIO);
-    return Errno(static_cast<int>(e->ecode));
+  // One Tversion exchange; Rlerror becomes its errno.
+  auto negotiate = [&](const std::string& v) -> Result<Rversion> {
+    P9_RETURN_IF_ERROR(SendFrame(c->fd_.get(), EncodeFrame(kNoTag, Tversion{msize, v})));
+    P9_ASSIGN_OR_RETURN(InFrame f, c->reader_.Read());
+    if (f.header.tag != kNoTag) return Errno(EIO);
+    if (f.header.type == static_cast<uint8_t>(MsgType::kRlerror)) {
+      auto e = DecodeBody<Rlerror>(f.body_view());
+      if (!e.has_value() || e->ecode == 0 || e->ecode > 4095) return Errno(EIO);
+      return Errno(static_cast<int>(e->ecode));
+    }
+    if (f.header.type != static_cast<uint8_t>(MsgType::kRversion)) return Errno(EIO);
+    return DecodeBody<Rversion>(f.body_view());
+  };
+  auto rvr = negotiate(version);
+  // A server that does not know our extension should answer "9P2000.L" or "unknown"; diod
+  // answers Rlerror instead. Either way, fall back to plain 9P2000.L on the same connection.
+  if (version == kVersion9P2000LExt &&
+      (!rvr.has_value() || rvr->version == kVersionUnknown)) {
+    if (!rvr.has_value() && rvr.error() == Errno(ECONNRESET)) return rvr.error();
+    version = kVersion9P2000L;
+    rvr = negotiate(version);
   }
-  if (f.header.type != static_cast<uint8_t>(MsgType::kRversion) || f.header.tag != kNoTag) {
-    return Errno(EIO);
-  }
-  P9_ASSIGN_OR_RETURN(Rversion rv, DecodeBody<Rversion>(f.body_view()));
+  if (!rvr.has_value()) return rvr.error();
+  Rversion rv = std::move(*rvr);
   if (rv.version == kVersionUnknown) return Errno(EPROTONOSUPPORT);
   if (rv.version != version && !(rv.version == kVersion9P2000L &&
                                   version == kVersion9P2000LExt)) {

@@ -70,9 +70,9 @@ class Client {
     return r;
   }
 
-  // Tread into `dst` (at most msize - kRreadHeaderSize bytes per call); returns the count.
+  // Tread into `dst` (at most max_read() bytes per call); returns the count.
   Result<size_t> Read(Fid fid, uint64_t offset, std::span<char> dst, std::stop_token stop = {});
-  // Twrite of `src` (at most msize - kTwriteHeaderSize bytes per call); returns the count.
+  // Twrite of `src` (at most max_write() bytes per call); returns the count.
   Result<size_t> Write(Fid fid, uint64_t offset, Bytes src, std::stop_token stop = {});
   // Treaddir, decoded.
   Result<std::vector<Dirent>> Readdir(Fid fid, uint64_t offset, uint32_t count,
@@ -85,9 +85,10 @@ class Client {
   // Breaks the connection: every pending and later call fails with ECONNRESET.
   void Shutdown();
 
-  // Largest payload of one Read/Write.
-  size_t max_read() const { return msize_ - kRreadHeaderSize; }
-  size_t max_write() const { return msize_ - kTwriteHeaderSize; }
+  // Largest payload of one Read/Write: msize - P9_IOHDRSZ, as Linux uses for iounit 0.
+  // (diod, for one, refuses counts that would only fit without the 24-byte allowance.)
+  size_t max_read() const { return msize_ - kIoHeaderSize; }
+  size_t max_write() const { return msize_ - kIoHeaderSize; }
 
  private:
   // One request in flight. Lives on the caller's stack; fields guarded by mu_ unless noted.

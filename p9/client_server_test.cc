@@ -248,7 +248,7 @@ class ScriptedPeer {
       FrameReader r(server_fd_.get(), kMaxMsize);
       auto v = r.Read();
       if (!v.has_value()) return;
-      SendFrame(server_fd_.get(), EncodeFrame(kNoTag, Rversion{msize, version}));
+      (void)SendFrame(server_fd_.get(), EncodeFrame(kNoTag, Rversion{msize, version}));
       script(server_fd_.get(), r);
     });
   }
@@ -272,8 +272,34 @@ TEST(ClientVersionTest, SmallerMsizeIsAcceptedUnknownIsRejected) {
     EXPECT_FALSE((*c)->fd_donation());
   }
   {
-    ScriptedPeer peer([](int, FrameReader&) {}, 65536, "unknown");
+    // Our extension is refused, then plain 9P2000.L too.
+    ScriptedPeer peer(
+        [](int fd, FrameReader& r) {
+          auto v = r.Read();
+          if (!v.has_value()) return;
+          auto tv = DecodeBody<Tversion>(v->body_view());
+          EXPECT_EQ(tv->version, kVersion9P2000L) << "fallback after a refused extension";
+          (void)SendFrame(fd, EncodeFrame(kNoTag, Rversion{65536, "unknown"}));
+        },
+        65536, "unknown");
     EXPECT_EQ(Err(Client::Create(peer.TakeClientFd())), Errno(EPROTONOSUPPORT));
+  }
+  {
+    // diod's way of refusing a version: Rlerror. The client retries with plain 9P2000.L.
+    auto [c, s] = Pair();
+    std::thread peer([fd = s.get()] {
+      FrameReader r(fd, kMaxMsize);
+      auto v1 = r.Read();
+      (void)SendFrame(fd, EncodeFrame(kNoTag, Rlerror{EIO}));
+      auto v2 = r.Read();
+      auto tv = DecodeBody<Tversion>(v2->body_view());
+      EXPECT_EQ(tv->version, kVersion9P2000L);
+      (void)SendFrame(fd, EncodeFrame(kNoTag, Rversion{65536, kVersion9P2000L}));
+    });
+    auto cl = Client::Create(std::move(c));
+    peer.join();
+    ASSERT_TRUE(cl.has_value()) << cl.error();
+    EXPECT_EQ((*cl)->version(), kVersion9P2000L);
   }
   {
     ScriptedPeer peer([](int, FrameReader&) {}, 2u << 20, kVersion9P2000L);
@@ -292,9 +318,9 @@ TEST(ClientScriptedTest, OutOfOrderRepliesMatchTheirCallers) {
       auto g = DecodeBody<Tgetattr>(reqs[i].body_view());
       Rgetattr a;
       a.size = g->fid;  // Echo the fid so the caller can check it got its own reply.
-      SendFrame(fd, EncodeFrame(reqs[i].header.tag, a));
+      (void)SendFrame(fd, EncodeFrame(reqs[i].header.tag, a));
     }
-    r.Read();  // Until the client goes.
+    (void)r.Read();  // Until the client goes.
   });
   auto c = Client::Create(peer.TakeClientFd());
   ASSERT_TRUE(c.has_value());
@@ -315,8 +341,8 @@ TEST(ClientScriptedTest, RreadLandsInTheCallersBuffer) {
     auto t = DecodeBody<Tread>(f->body_view());
     std::string data(t->count, 'z');
     data[0] = 'a';
-    SendFrame(fd, EncodeFrame(f->header.tag, Rread{Bytes(data.data(), data.size())}));
-    r.Read();
+    (void)SendFrame(fd, EncodeFrame(f->header.tag, Rread{Bytes(data.data(), data.size())}));
+    (void)r.Read();
   });
   auto c = Client::Create(peer.TakeClientFd());
   ASSERT_TRUE(c.has_value());
@@ -335,12 +361,12 @@ TEST(ClientScriptedTest, RflushWithoutReplyIsECANCELED) {
     auto flush = r.Read();  // Its Tflush.
     auto tf = DecodeBody<Tflush>(flush->body_view());
     if (tf.has_value() && tf->oldtag == req->header.tag) {
-      SendFrame(fd, EncodeFrame(flush->header.tag, Rflush{}));
+      (void)SendFrame(fd, EncodeFrame(flush->header.tag, Rflush{}));
     }
     // The old tag is free again: a new call may use it.
     auto next = r.Read();
-    SendFrame(fd, EncodeFrame(next->header.tag, Rclunk{}));
-    r.Read();
+    (void)SendFrame(fd, EncodeFrame(next->header.tag, Rclunk{}));
+    (void)r.Read();
   });
   auto c = Client::Create(peer.TakeClientFd());
   ASSERT_TRUE(c.has_value());
@@ -359,7 +385,7 @@ TEST(ClientScriptedTest, RflushWithoutReplyIsECANCELED) {
 TEST(ClientScriptedTest, ServerDeathFailsEveryWaiter) {
   std::promise<void> all_sent;
   ScriptedPeer peer([&](int fd, FrameReader& r) {
-    for (int i = 0; i < 6; ++i) r.Read();
+    for (int i = 0; i < 6; ++i) (void)r.Read();
     all_sent.set_value();
     ::shutdown(fd, SHUT_RDWR);  // Dies with six requests unanswered.
   });
@@ -384,8 +410,8 @@ TEST(ClientScriptedTest, GarbageReplyFailsEveryWaiterWithEIO) {
     for (int i = 0; i < 4; ++i) reqs.push_back(std::move(*r.Read()));
     all_sent.set_value();
     // A reply of the wrong type for the first tag.
-    SendFrame(fd, EncodeFrame(reqs[0].header.tag, Rclunk{}));
-    r.Read();
+    (void)SendFrame(fd, EncodeFrame(reqs[0].header.tag, Rclunk{}));
+    (void)r.Read();
   });
   auto c = Client::Create(peer.TakeClientFd());
   ASSERT_TRUE(c.has_value());
@@ -403,8 +429,8 @@ TEST(ClientScriptedTest, GarbageReplyFailsEveryWaiterWithEIO) {
 TEST(ClientScriptedTest, ReplyForUnknownTagIsEIO) {
   ScriptedPeer peer([](int fd, FrameReader& r) {
     auto f = r.Read();
-    SendFrame(fd, EncodeFrame(static_cast<Tag>(f->header.tag + 1000), Rclunk{}));
-    r.Read();
+    (void)SendFrame(fd, EncodeFrame(static_cast<Tag>(f->header.tag + 1000), Rclunk{}));
+    (void)r.Read();
   });
   auto c = Client::Create(peer.TakeClientFd());
   ASSERT_TRUE(c.has_value());
@@ -418,7 +444,7 @@ TEST(ClientScriptedTest, OversizedFrameIsEIO) {
         std::vector<char> bytes = {0, 0, 0, 0x10, static_cast<char>(MsgType::kRclunk), 0, 0};
         std::memcpy(&bytes[5], &f->header.tag, 2);
         (void)!write(fd, bytes.data(), bytes.size());
-        r.Read();
+        (void)r.Read();
       },
       8192);
   auto c = Client::Create(peer.TakeClientFd(), 8192);
