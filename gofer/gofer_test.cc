@@ -522,6 +522,50 @@ TEST_P(GoferTest, RenameRaceNeverReachesOutside) {
   EXPECT_GT(reached, 0) << "the walk never succeeded: the race did not run";
 }
 
+TEST_P(GoferTest, GetattrReportsBtimeWhenTheHostHasIt) {
+  auto a = Walk("file").GetAttr(p9::getattr::kAll);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->valid & p9::getattr::kBasic, p9::getattr::kBasic);
+  EXPECT_EQ(a->valid & (p9::getattr::kGen | p9::getattr::kDataVersion), 0u)
+      << "never claim what the host cannot give";
+  struct statx sx;
+  ASSERT_EQ(statx(AT_FDCWD, (root_dir_ / "file").c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx),
+            0);
+  if (sx.stx_mask & STATX_BTIME) {
+    EXPECT_NE(a->valid & p9::getattr::kBtime, 0u);
+    EXPECT_EQ(a->btime_sec, static_cast<uint64_t>(sx.stx_btime.tv_sec));
+  }
+}
+
+TEST_P(GoferTest, NoLinkOrRenameAcrossAttachPoints) {
+  if (read_only()) GTEST_SKIP() << "rw only";
+  fs::create_directories(base_ / "other");
+  std::ofstream(base_ / "other" / "o.txt") << "other";
+  auto qids = std::make_shared<QidMap>();
+  auto a = AttachPoint::Open(root_dir_.string(), false, qids);
+  auto b = AttachPoint::Open((base_ / "other").string(), false, qids);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  HostAttacher two({*a, *b});
+  p9::Server server(two, p9::ServerOptions{.threads = 1});
+  auto pair = p9::SocketPair();
+  server.AddConnection(std::move(pair->second));
+  auto c = p9::Client::Create(std::move(pair->first));
+  ASSERT_TRUE(c.has_value());
+  auto ra = ClientFile::Attach(**c, root_dir_.string());
+  auto rb = ClientFile::Attach(**c, (base_ / "other").string());
+  ASSERT_TRUE(ra.has_value() && rb.has_value());
+  EXPECT_NE(ra->GetAttr()->qid.path, rb->GetAttr()->qid.path);
+  auto o = rb->WalkPath("o.txt");
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(Err(ra->Link(*o, "stolen")), Errno(EXDEV));
+  EXPECT_EQ(Err(rb->RenameAt("o.txt", *ra, "stolen")), Errno(EXDEV));
+  EXPECT_EQ(Err(o->Rename(*ra, "stolen")), Errno(EXDEV));
+  EXPECT_FALSE(fs::exists(root_dir_ / "stolen"));
+  // A hard link made on the host *inside* the tree is the same inode, by design; one to a
+  // file outside cannot be made by a client that holds no fid outside.
+  EXPECT_EQ(Err(ClientFile::Attach(**c, outside_.string())), Errno(ENOENT));
+}
+
 TEST_P(GoferTest, AttachPointOverASingleFile) {
   auto ap = AttachPoint::Open((root_dir_ / "file").string(), read_only(), nullptr);
   ASSERT_TRUE(ap.has_value());
