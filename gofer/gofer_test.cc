@@ -411,13 +411,16 @@ TEST_P(GoferRwTest, PosixLocksUseHostOfdLocks) {
 }
 
 TEST_P(GoferRwTest, DonatedFdReadsTheSameFile) {
-  ClientFile f = Walk("file");
-  ASSERT_TRUE(f.Open(of::kRdOnly).has_value());
-  ASSERT_GE(f.donated_fd(), 0);
-  char buf[32];
-  ssize_t n = pread(f.donated_fd(), buf, sizeof(buf), 6);
-  ASSERT_EQ(n, 5);
-  EXPECT_EQ(std::string(buf, 5), "world");
+  {
+    // (Scoped: a ClientFile must not outlive its Client, which Connect() replaces.)
+    ClientFile f = Walk("file");
+    ASSERT_TRUE(f.Open(of::kRdOnly).has_value());
+    ASSERT_GE(f.donated_fd(), 0);
+    char buf[32];
+    ssize_t n = pread(f.donated_fd(), buf, sizeof(buf), 6);
+    ASSERT_EQ(n, 5);
+    EXPECT_EQ(std::string(buf, 5), "world");
+  }
   // A plain 9P2000.L session never sees an fd.
   Connect(false, p9::kVersion9P2000L);
   ClientFile g = Walk("file");

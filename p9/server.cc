@@ -506,7 +506,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
         uint64_t end = req.offset + req.data.size();
         if (end < req.offset || end > fid->xattr_size) return Errno(EINVAL);
         if (fid->xattr_data.size() < end) fid->xattr_data.resize(end);
-        std::memcpy(fid->xattr_data.data() + req.offset, req.data.data(), req.data.size());
+        if (!req.data.empty()) {
+          std::memcpy(fid->xattr_data.data() + req.offset, req.data.data(), req.data.size());
+        }
         return Rwrite{static_cast<uint32_t>(req.data.size())};
       }
       if (fid->kind != ServerFid::Kind::kFile || !fid->opened) return Errno(EBADF);
@@ -750,11 +752,14 @@ void Server::Listen(UniqueFd listener) {
     std::lock_guard l(state_->mu);
     state_->listeners.push_back(sd->native_handle());
   }
-  // Accept loop. Stop() shuts the listening socket down, which wakes the wait with an error
-  // (or makes accept fail), ending the loop; the descriptor closes with the last handler.
+  // Accept loop. Stop() sets `stopping` and shuts the listening socket down, which wakes the
+  // wait; the loop then ends. Handlers hold only a raw ServerState pointer and a weak
+  // reference to the loop: a pending handler lives inside state->io, so a strong reference
+  // would be a cycle (and a leak).
   auto loop = std::make_shared<std::function<void()>>();
   std::weak_ptr<std::function<void()>> weak = loop;
-  *loop = [this, sd, weak, s = state_] {
+  ServerState* s = state_.get();
+  *loop = [this, sd, weak, s] {
     sd->async_wait(asio::posix::stream_descriptor::wait_read,
                    [this, sd, weak, s](const boost::system::error_code& ec) {
                      auto again = weak.lock();
@@ -776,12 +781,13 @@ void Server::Listen(UniqueFd listener) {
                      (*again)();
                    });
   };
-  // The loop function keeps itself alive through the server's listener list.
   {
     std::lock_guard l(state_->mu);
-    listener_loops_.push_back(loop);
+    listener_loops_.push_back(loop);  // Keeps the loop (and its descriptor) alive.
   }
-  asio::post(state_->io, [loop] { (*loop)(); });
+  asio::post(state_->io, [weak] {
+    if (auto loop = weak.lock()) (*loop)();
+  });
 }
 
 void Server::Stop() {

@@ -122,7 +122,8 @@ Result<bool> FrameReader::Fill(size_t n, bool block) {
   while (buffered() < n) {
     if (buf_.size() - rpos_ < n) {
       // Compact, then grow if still too small.
-      std::memmove(buf_.data(), buf_.data() + rpos_, buffered());
+      // (memmove with a null pointer is UB even for 0 bytes; buf_ starts empty.)
+      if (buffered() > 0) std::memmove(buf_.data(), buf_.data() + rpos_, buffered());
       wpos_ -= rpos_;
       rpos_ = 0;
       if (buf_.size() < std::max(n, kInitialBuffer)) buf_.resize(std::max(n, kInitialBuffer));
@@ -175,7 +176,7 @@ Result<Bytes> FrameReader::ReadView(size_t n) {
 Result<void> FrameReader::ReadInto(std::span<char> dst) {
   CHECK_LE(dst.size(), body_remaining_);
   size_t have = std::min(buffered(), dst.size());
-  std::memcpy(dst.data(), buf_.data() + rpos_, have);
+  if (have > 0) std::memcpy(dst.data(), buf_.data() + rpos_, have);
   Consume(have);
   body_remaining_ -= have;
   size_t done = have;
@@ -215,7 +216,7 @@ Result<std::optional<InFrame>> FrameReader::TryRead() {
     partial_->fds = TakeFds();
     partial_->body.resize(body_remaining_);
     size_t have_now = std::min(buffered(), body_remaining_);
-    std::memcpy(partial_->body.data(), buf_.data() + rpos_, have_now);
+    if (have_now > 0) std::memcpy(partial_->body.data(), buf_.data() + rpos_, have_now);
     Consume(have_now);
     partial_filled_ = have_now;
   }
