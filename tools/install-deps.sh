@@ -6,6 +6,7 @@ PKGS=(
   libboost-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev libfuse3-dev fuse3 libseccomp-dev
   diod
+  qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils file
 )
 missing=()
 for p in "${PKGS[@]}"; do
