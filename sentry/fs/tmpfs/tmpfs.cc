@@ -1,0 +1,387 @@
+#include "sentry/fs/tmpfs/tmpfs.h"
+
+#include <fcntl.h>
+#include <sys/xattr.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+namespace sentry::fs {
+
+using p9::Errno;
+using p9::Result;
+using vfs::Attr;
+using vfs::DirEntry;
+using vfs::Inode;
+using vfs::OpenFile;
+using vfs::SetAttrRequest;
+
+struct Tmpfs::State {
+  std::mutex mu;
+  uint64_t next_ino = 1;  // Guarded by mu.
+  uint64_t dev = 0;
+};
+
+namespace {
+
+// One inode of any type. Fields guarded by state->mu.
+class TmpInode : public Inode {
+ public:
+  struct Entry {
+    std::shared_ptr<TmpInode> inode;
+    uint64_t cookie;
+  };
+
+  TmpInode(std::shared_ptr<Tmpfs::State> s, uint32_t mode, uint32_t uid, uint32_t gid)
+      : s_(std::move(s)) {
+    attr_.mode = mode;
+    attr_.uid = uid;
+    attr_.gid = gid;
+    attr_.nlink = (mode & S_IFMT) == S_IFDIR ? 2 : 1;
+    attr_.atime = attr_.mtime = attr_.ctime = vfs::Now();
+    attr_.ino = s_->next_ino++;  // Callers hold s_->mu or are constructing the fs.
+    attr_.dev = s_->dev;
+  }
+
+  uint32_t type() const { return attr_.mode & S_IFMT; }
+
+  Result<Attr> GetAttr() override {
+    std::lock_guard l(s_->mu);
+    Attr a = attr_;
+    if (type() == S_IFREG) a.size = data_.size();
+    if (type() == S_IFLNK) a.size = target_.size();
+    if (type() == S_IFDIR) a.size = 4096;
+    a.blocks = (a.size + 511) / 512;
+    return a;
+  }
+
+  Result<void> SetAttr(const SetAttrRequest& r) override {
+    std::lock_guard l(s_->mu);
+    timespec now = vfs::Now();
+    if (r.mask & SetAttrRequest::kSize) {
+      if (type() == S_IFDIR) return Errno(EISDIR);
+      if (type() != S_IFREG) return Errno(EINVAL);
+      if (r.size > (uint64_t{1} << 40)) return Errno(EFBIG);
+      data_.resize(r.size, '\0');
+      attr_.mtime = now;
+    }
+    if (r.mask & SetAttrRequest::kMode) attr_.mode = type() | (r.mode & 07777);
+    if (r.mask & SetAttrRequest::kUid) attr_.uid = r.uid;
+    if (r.mask & SetAttrRequest::kGid) attr_.gid = r.gid;
+    if (r.mask & SetAttrRequest::kAtime) attr_.atime = r.atime;
+    if (r.mask & SetAttrRequest::kAtimeNow) attr_.atime = now;
+    if (r.mask & SetAttrRequest::kMtime) attr_.mtime = r.mtime;
+    if (r.mask & SetAttrRequest::kMtimeNow) attr_.mtime = now;
+    attr_.ctime = now;
+    return p9::Ok();
+  }
+
+  Result<std::unique_ptr<OpenFile>> Open(int flags) override;
+
+  Result<std::string> Readlink() override {
+    std::lock_guard l(s_->mu);
+    if (type() != S_IFLNK) return Errno(EINVAL);
+    return target_;
+  }
+
+  Result<std::shared_ptr<Inode>> Lookup(const std::string& name) override {
+    std::lock_guard l(s_->mu);
+    if (type() != S_IFDIR) return Errno(ENOTDIR);
+    auto it = children_.find(name);
+    if (it == children_.end()) return Errno(ENOENT);
+    return std::shared_ptr<Inode>(it->second.inode);
+  }
+
+  // REQUIRES: s_->mu held.
+  Result<void> AddLocked(const std::string& name, std::shared_ptr<TmpInode> child) {
+    if (type() != S_IFDIR) return Errno(ENOTDIR);
+    if (dead_) return Errno(ENOENT);
+    if (children_.contains(name)) return Errno(EEXIST);
+    if (child->type() == S_IFDIR) {
+      ++attr_.nlink;
+      child->parent_ = this;
+    }
+    children_[name] = Entry{std::move(child), next_cookie_++};
+    attr_.mtime = attr_.ctime = vfs::Now();
+    return p9::Ok();
+  }
+
+  Result<std::shared_ptr<Inode>> Make(const std::string& name, uint32_t mode, uint32_t uid,
+                                      uint32_t gid, const std::string* target, uint64_t rdev) {
+    std::lock_guard l(s_->mu);
+    if (type() != S_IFDIR) return Errno(ENOTDIR);
+    if (children_.contains(name)) return Errno(EEXIST);
+    auto child = std::make_shared<TmpInode>(s_, mode, uid, gid);
+    if (target) child->target_ = *target;
+    child->attr_.rdev = rdev;
+    P9_RETURN_IF_ERROR(AddLocked(name, child));
+    return std::shared_ptr<Inode>(child);
+  }
+
+  Result<std::shared_ptr<Inode>> Mknod(const std::string& name, uint32_t mode, uint64_t rdev,
+                                       uint32_t uid, uint32_t gid) override {
+    return Make(name, mode, uid, gid, nullptr, rdev);
+  }
+  Result<std::shared_ptr<Inode>> Mkdir(const std::string& name, uint32_t mode, uint32_t uid,
+                                       uint32_t gid) override {
+    return Make(name, S_IFDIR | (mode & 07777), uid, gid, nullptr, 0);
+  }
+  Result<std::shared_ptr<Inode>> Symlink(const std::string& name, const std::string& target,
+                                         uint32_t uid, uint32_t gid) override {
+    return Make(name, S_IFLNK | 0777, uid, gid, &target, 0);
+  }
+
+  Result<void> Link(const std::string& name, Inode& target) override {
+    auto* t = dynamic_cast<TmpInode*>(&target);
+    if (t == nullptr || t->s_ != s_) return Errno(EXDEV);
+    std::lock_guard l(s_->mu);
+    if (t->type() == S_IFDIR) return Errno(EPERM);
+    if (t->attr_.nlink == 0) return Errno(ENOENT);
+    P9_RETURN_IF_ERROR(AddLocked(name, std::static_pointer_cast<TmpInode>(t->shared_from_this())));
+    ++t->attr_.nlink;
+    t->attr_.ctime = vfs::Now();
+    return p9::Ok();
+  }
+
+  // REQUIRES: s_->mu held. Drops a child's link from this directory.
+  void DropLocked(std::map<std::string, Entry>::iterator it) {
+    TmpInode& c = *it->second.inode;
+    if (c.type() == S_IFDIR) {
+      --attr_.nlink;
+      c.attr_.nlink = 0;
+      c.dead_ = true;
+      c.parent_ = nullptr;
+    } else {
+      --c.attr_.nlink;
+    }
+    c.attr_.ctime = vfs::Now();
+    children_.erase(it);
+    attr_.mtime = attr_.ctime = vfs::Now();
+  }
+
+  Result<void> Unlink(const std::string& name, bool dir) override {
+    std::lock_guard l(s_->mu);
+    if (type() != S_IFDIR) return Errno(ENOTDIR);
+    auto it = children_.find(name);
+    if (it == children_.end()) return Errno(ENOENT);
+    TmpInode& c = *it->second.inode;
+    if (dir && c.type() != S_IFDIR) return Errno(ENOTDIR);
+    if (!dir && c.type() == S_IFDIR) return Errno(EISDIR);
+    if (dir && !c.children_.empty()) return Errno(ENOTEMPTY);
+    DropLocked(it);
+    return p9::Ok();
+  }
+
+  Result<void> Rename(const std::string& oldname, Inode& newdir_i,
+                      const std::string& newname) override {
+    auto* newdir = dynamic_cast<TmpInode*>(&newdir_i);
+    if (newdir == nullptr || newdir->s_ != s_) return Errno(EXDEV);
+    std::lock_guard l(s_->mu);
+    if (type() != S_IFDIR || newdir->type() != S_IFDIR) return Errno(ENOTDIR);
+    auto it = children_.find(oldname);
+    if (it == children_.end()) return Errno(ENOENT);
+    std::shared_ptr<TmpInode> src = it->second.inode;
+    if (src->type() == S_IFDIR) {
+      for (TmpInode* p = newdir; p != nullptr; p = p->parent_) {
+        if (p == src.get()) return Errno(EINVAL);  // Into its own subtree.
+      }
+    }
+    auto dit = newdir->children_.find(newname);
+    if (dit != newdir->children_.end()) {
+      TmpInode& dst = *dit->second.inode;
+      if (&dst == src.get()) return p9::Ok();
+      if (src->type() == S_IFDIR && dst.type() != S_IFDIR) return Errno(ENOTDIR);
+      if (src->type() != S_IFDIR && dst.type() == S_IFDIR) return Errno(EISDIR);
+      if (dst.type() == S_IFDIR && !dst.children_.empty()) return Errno(ENOTEMPTY);
+      newdir->DropLocked(dit);
+    }
+    // Detach from here without dropping the link count, attach there.
+    if (src->type() == S_IFDIR) --attr_.nlink;
+    children_.erase(oldname);
+    attr_.mtime = attr_.ctime = vfs::Now();
+    if (src->type() == S_IFDIR) {
+      ++newdir->attr_.nlink;
+      src->parent_ = newdir;
+    }
+    newdir->children_[newname] = Entry{src, newdir->next_cookie_++};
+    newdir->attr_.mtime = newdir->attr_.ctime = vfs::Now();
+    src->attr_.ctime = vfs::Now();
+    return p9::Ok();
+  }
+
+  Result<vfs::FsStat> StatFs() override {
+    vfs::FsStat s;
+    s.type = 0x01021994;  // TMPFS_MAGIC
+    return s;
+  }
+
+  Result<std::string> GetXattr(const std::string& name) override {
+    std::lock_guard l(s_->mu);
+    auto it = xattrs_.find(name);
+    if (it == xattrs_.end()) return Errno(ENODATA);
+    return it->second;
+  }
+  Result<std::vector<std::string>> ListXattr() override {
+    std::lock_guard l(s_->mu);
+    std::vector<std::string> out;
+    for (auto& [k, v] : xattrs_) out.push_back(k);
+    return out;
+  }
+  Result<void> SetXattr(const std::string& name, const std::string& value, int flags) override {
+    if (name.empty() || name.size() > 255) return Errno(ERANGE);
+    if (value.size() > 65536) return Errno(E2BIG);
+    std::lock_guard l(s_->mu);
+    bool exists = xattrs_.contains(name);
+    if ((flags & XATTR_CREATE) && exists) return Errno(EEXIST);
+    if ((flags & XATTR_REPLACE) && !exists) return Errno(ENODATA);
+    xattrs_[name] = value;
+    attr_.ctime = vfs::Now();
+    return p9::Ok();
+  }
+  Result<void> RemoveXattr(const std::string& name) override {
+    std::lock_guard l(s_->mu);
+    if (!xattrs_.erase(name)) return Errno(ENODATA);
+    return p9::Ok();
+  }
+
+  // Data access for open files. REQUIRES: nothing (takes the lock).
+  Result<size_t> Read(std::span<char> dst, uint64_t off) {
+    std::lock_guard l(s_->mu);
+    if (off >= data_.size()) return size_t{0};
+    size_t n = std::min<uint64_t>(dst.size(), data_.size() - off);
+    std::memcpy(dst.data(), data_.data() + off, n);
+    attr_.atime = vfs::Now();
+    return n;
+  }
+  Result<size_t> Write(std::span<const char> src, uint64_t off, bool append) {
+    std::lock_guard l(s_->mu);
+    if (append) off = data_.size();
+    if (off + src.size() > (uint64_t{1} << 40)) return Errno(EFBIG);
+    if (data_.size() < off + src.size()) data_.resize(off + src.size(), '\0');
+    if (!src.empty()) std::memcpy(data_.data() + off, src.data(), src.size());
+    attr_.mtime = attr_.ctime = vfs::Now();
+    return src.size();
+  }
+  Result<std::vector<DirEntry>> List(uint64_t offset) {
+    std::lock_guard l(s_->mu);
+    if (dead_) return std::vector<DirEntry>{};
+    std::vector<DirEntry> out;
+    if (offset < 1) out.push_back(DirEntry{".", attr_.ino, 4, 1});
+    if (offset < 2) out.push_back(DirEntry{"..", parent_ ? parent_->attr_.ino : attr_.ino, 4, 2});
+    // Cookies only grow, so "after offset" is stable across inserts and removals.
+    std::vector<std::pair<uint64_t, const std::string*>> rest;
+    for (auto& [name, e] : children_) {
+      if (e.cookie > offset) rest.push_back({e.cookie, &name});
+    }
+    std::sort(rest.begin(), rest.end());
+    for (auto& [cookie, name] : rest) {
+      const TmpInode& c = *children_.at(*name).inode;
+      out.push_back(DirEntry{*name, c.attr_.ino, vfs::DirentType(c.attr_.mode), cookie});
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<Tmpfs::State> s_;
+  Attr attr_;
+  std::string data_;                       // Regular files.
+  std::string target_;                     // Symlinks.
+  std::map<std::string, Entry> children_;  // Directories.
+  uint64_t next_cookie_ = 3;               // 1 and 2 are "." and "..".
+  TmpInode* parent_ = nullptr;             // Directories: for ".." and the subtree check.
+  bool dead_ = false;                      // A removed directory: no new entries.
+  std::map<std::string, std::string> xattrs_;
+};
+
+class TmpFile : public OpenFile {
+ public:
+  TmpFile(std::shared_ptr<TmpInode> inode, int flags) : inode_(std::move(inode)), flags_(flags) {}
+  Result<size_t> ReadAt(std::span<char> dst, uint64_t off) override {
+    if (inode_->type() == S_IFDIR) return Errno(EISDIR);
+    return inode_->Read(dst, off);
+  }
+  Result<size_t> WriteAt(std::span<const char> src, uint64_t off) override {
+    if (inode_->type() == S_IFDIR) return Errno(EISDIR);
+    return inode_->Write(src, off, flags_ & O_APPEND);
+  }
+  Result<std::vector<DirEntry>> Readdir(uint64_t offset) override {
+    if (inode_->type() != S_IFDIR) return Errno(ENOTDIR);
+    auto all = inode_->List(offset);
+    return all;
+  }
+
+ private:
+  std::shared_ptr<TmpInode> inode_;
+  int flags_;
+};
+
+Result<std::unique_ptr<OpenFile>> TmpInode::Open(int flags) {
+  uint32_t t = type();
+  if (t != S_IFREG && t != S_IFDIR) return Errno(ENXIO);  // Special files: the frontend's job.
+  if (flags & O_TRUNC) {
+    std::lock_guard l(s_->mu);
+    if (t == S_IFREG) {
+      data_.clear();
+      attr_.mtime = attr_.ctime = vfs::Now();
+    }
+  }
+  return std::unique_ptr<OpenFile>(std::make_unique<TmpFile>(
+      std::static_pointer_cast<TmpInode>(shared_from_this()), flags));
+}
+
+}  // namespace
+
+Result<TmpfsOptions> ParseTmpfsOptions(const std::string& data, std::string* error) {
+  TmpfsOptions o;
+  std::stringstream ss(data);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || item.find('=', eq + 1) != std::string::npos) {
+      if (error) *error = "tmpfs: malformed option '" + item + "'";
+      return Errno(EINVAL);
+    }
+    std::string k = item.substr(0, eq), v = item.substr(eq + 1);
+    if (k != "mode" && k != "uid" && k != "gid") {
+      if (error) *error = "tmpfs: unknown option '" + k + "'";
+      return Errno(EINVAL);
+    }
+    int base = k == "mode" ? 8 : 10;
+    char* end = nullptr;
+    errno = 0;
+    unsigned long n = v.empty() ? 0 : std::strtoul(v.c_str(), &end, base);
+    if (v.empty() || errno != 0 || *end != '\0' || n > 0xffffffffu || (k == "mode" && n > 07777)) {
+      if (error) *error = "tmpfs: bad value in '" + item + "'";
+      return Errno(EINVAL);
+    }
+    if (k == "mode") {
+      o.mode = static_cast<uint32_t>(n);
+    } else if (k == "uid") {
+      o.uid = static_cast<uint32_t>(n);
+    } else if (k == "gid") {
+      o.gid = static_cast<uint32_t>(n);
+    } else {
+      if (error) *error = "tmpfs: unknown option '" + k + "'";
+      return Errno(EINVAL);
+    }
+  }
+  return o;
+}
+
+Tmpfs::Tmpfs(TmpfsOptions opts) : state_(std::make_shared<State>()) {
+  static std::atomic<uint64_t> next_dev{1};
+  state_->dev = next_dev++;
+  std::lock_guard l(state_->mu);
+  root_ = std::make_shared<TmpInode>(state_, S_IFDIR | (opts.mode & 07777), opts.uid, opts.gid);
+}
+
+Tmpfs::~Tmpfs() = default;
+
+std::shared_ptr<vfs::Inode> Tmpfs::root() { return root_; }
+
+}  // namespace sentry::fs

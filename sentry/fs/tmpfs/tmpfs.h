@@ -1,0 +1,42 @@
+// tmpfs: a file system in memory (also the upper layer of overlays and the "mount-point
+// tree" of the submount overlay).
+//
+// Locking: one mutex per file system guards every inode's data; operations are short and
+// never call out while holding it.
+#ifndef SENTRY_FS_TMPFS_TMPFS_H_
+#define SENTRY_FS_TMPFS_TMPFS_H_
+
+#include <memory>
+#include <string>
+
+#include "sentry/vfs/inode.h"
+
+namespace sentry::fs {
+
+struct TmpfsOptions {
+  uint32_t mode = 01777;  // Of the root directory.
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+// Parses "mode=0755,uid=0,gid=0". Any other option, a malformed value or an "a=b=c" entry
+// is EINVAL (with `error` set to a message naming it).
+p9::Result<TmpfsOptions> ParseTmpfsOptions(const std::string& data, std::string* error);
+
+class Tmpfs : public vfs::Filesystem {
+ public:
+  explicit Tmpfs(TmpfsOptions opts = {});
+  ~Tmpfs() override;
+  std::string type() const override { return "tmpfs"; }
+  std::shared_ptr<vfs::Inode> root() override;
+
+  struct State;  // Shared by the inodes; see tmpfs.cc.
+
+ private:
+  std::shared_ptr<State> state_;
+  std::shared_ptr<vfs::Inode> root_;
+};
+
+}  // namespace sentry::fs
+
+#endif  // SENTRY_FS_TMPFS_TMPFS_H_

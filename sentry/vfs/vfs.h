@@ -1,0 +1,74 @@
+// The file operations a kernel frontend (FUSE) needs, by path, on a mount namespace.
+// Errors are POSIX errnos. Paths are resolved from `cwd` (relative) or the root.
+//
+// Permission checks are left to the frontend (FUSE default_permissions) and the gofer; the
+// VFS enforces what belongs to it: read-only mounts (EROFS), mount points (EBUSY), rename
+// and link constraints (EXDEV, EINVAL, EISDIR/ENOTDIR, ENOTEMPTY from the file system).
+#ifndef SENTRY_VFS_VFS_H_
+#define SENTRY_VFS_VFS_H_
+
+#include <fcntl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sentry/vfs/mount.h"
+
+namespace sentry::vfs {
+
+// An open file with where it was opened.
+struct FileHandle {
+  VirtualDentry at;
+  std::unique_ptr<OpenFile> file;
+  int flags = 0;
+  Result<size_t> ReadAt(std::span<char> dst, uint64_t off) { return file->ReadAt(dst, off); }
+  Result<size_t> WriteAt(std::span<const char> src, uint64_t off);
+};
+
+class Vfs {
+ public:
+  explicit Vfs(std::shared_ptr<MountNamespace> ns) : ns_(std::move(ns)) {}
+  MountNamespace& ns() { return *ns_; }
+  VirtualDentry root() const { return ns_->root(); }
+
+  Result<Attr> Stat(const VirtualDentry& cwd, std::string_view path, bool follow = true);
+  Result<std::unique_ptr<FileHandle>> Open(const VirtualDentry& cwd, std::string_view path,
+                                           int flags, uint32_t mode = 0644, uint32_t uid = 0,
+                                           uint32_t gid = 0);
+  Result<void> Mkdir(const VirtualDentry& cwd, std::string_view path, uint32_t mode,
+                     uint32_t uid = 0, uint32_t gid = 0);
+  Result<void> Mknod(const VirtualDentry& cwd, std::string_view path, uint32_t mode,
+                     uint64_t rdev, uint32_t uid = 0, uint32_t gid = 0);
+  Result<void> Symlink(const VirtualDentry& cwd, std::string_view target,
+                       std::string_view linkpath, uint32_t uid = 0, uint32_t gid = 0);
+  Result<std::string> Readlink(const VirtualDentry& cwd, std::string_view path);
+  Result<void> Link(const VirtualDentry& cwd, std::string_view oldpath, std::string_view newpath);
+  Result<void> Rename(const VirtualDentry& cwd, std::string_view oldpath,
+                      std::string_view newpath);
+  Result<void> Unlink(const VirtualDentry& cwd, std::string_view path);
+  Result<void> Rmdir(const VirtualDentry& cwd, std::string_view path);
+  Result<void> SetAttr(const VirtualDentry& cwd, std::string_view path,
+                       const SetAttrRequest& req, bool follow = true);
+  Result<void> Truncate(const VirtualDentry& cwd, std::string_view path, uint64_t size);
+  Result<FsStat> StatFs(const VirtualDentry& cwd, std::string_view path);
+  // Every entry of a directory (with "." and ".." first).
+  Result<std::vector<DirEntry>> ListDir(const VirtualDentry& cwd, std::string_view path);
+  Result<std::string> GetXattr(const VirtualDentry& cwd, std::string_view path,
+                               const std::string& name);
+  Result<std::vector<std::string>> ListXattr(const VirtualDentry& cwd, std::string_view path);
+  Result<void> SetXattr(const VirtualDentry& cwd, std::string_view path, const std::string& name,
+                        const std::string& value, int flags);
+  Result<void> RemoveXattr(const VirtualDentry& cwd, std::string_view path,
+                           const std::string& name);
+  // Mounts `fs` at `path` (which must exist).
+  Result<void> MountAt(std::string_view path, std::shared_ptr<Filesystem> fs, MountFlags flags,
+                       std::string source);
+
+ private:
+  std::shared_ptr<MountNamespace> ns_;
+};
+
+}  // namespace sentry::vfs
+
+#endif  // SENTRY_VFS_VFS_H_
