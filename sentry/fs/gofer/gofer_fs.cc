@@ -1,0 +1,349 @@
+#include "sentry/fs/gofer/gofer_fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <optional>
+
+#include "p9/client_file.h"
+
+namespace sentry::fs {
+
+using p9::ClientFile;
+using p9::Errno;
+using p9::Result;
+using vfs::Attr;
+using vfs::DirEntry;
+using vfs::Inode;
+using vfs::OpenFile;
+using vfs::SetAttrRequest;
+
+struct GoferFs::Shared {
+  std::unique_ptr<p9::Client> client;
+  CachePolicy cache;
+  bool CachesAttrs() const {
+    return cache == CachePolicy::kFscache || cache == CachePolicy::kFscacheWritethrough;
+  }
+};
+
+namespace {
+
+Attr ToAttr(const p9::Rgetattr& r) {
+  Attr a;
+  a.ino = r.qid.path;
+  a.mode = r.mode;
+  a.uid = r.uid;
+  a.gid = r.gid;
+  a.nlink = r.nlink;
+  a.rdev = r.rdev;
+  a.size = r.size;
+  a.blksize = r.blksize;
+  a.blocks = r.blocks;
+  a.atime = {static_cast<time_t>(r.atime_sec), static_cast<long>(r.atime_nsec)};
+  a.mtime = {static_cast<time_t>(r.mtime_sec), static_cast<long>(r.mtime_nsec)};
+  a.ctime = {static_cast<time_t>(r.ctime_sec), static_cast<long>(r.ctime_nsec)};
+  return a;
+}
+
+class GoferInode;
+
+// An opened clone of an inode's fid.
+class GoferFile : public OpenFile {
+ public:
+  GoferFile(std::shared_ptr<GoferInode> inode, std::shared_ptr<GoferFs::Shared> shared,
+            ClientFile fid)
+      : inode_(std::move(inode)), shared_(std::move(shared)), fid_(std::move(fid)) {}
+
+  Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override;
+  Result<size_t> WriteAt(std::span<const char> src, uint64_t offset) override;
+  Result<std::vector<DirEntry>> Readdir(uint64_t offset) override {
+    P9_ASSIGN_OR_RETURN(std::vector<p9::Dirent> ents,
+                        fid_.Readdir(offset, shared_->client->msize()));
+    std::vector<DirEntry> out;
+    out.reserve(ents.size());
+    for (auto& e : ents) out.push_back(DirEntry{std::move(e.name), e.qid.path, e.type, e.offset});
+    return out;
+  }
+  Result<void> Fsync() override {
+    if (host_fd() >= 0) {
+      if (fsync(host_fd()) != 0) return p9::LastErrno();
+      return p9::Ok();
+    }
+    return fid_.Fsync();
+  }
+  int host_fd() const override { return fid_.donated_fd(); }
+
+ private:
+  std::shared_ptr<GoferInode> inode_;
+  std::shared_ptr<GoferFs::Shared> shared_;  // Before fid_: the client outlives the clunk.
+  ClientFile fid_;
+};
+
+class GoferInode : public Inode {
+ public:
+  GoferInode(std::shared_ptr<GoferFs::Shared> shared, ClientFile fid, p9::Qid qid)
+      : shared_(std::move(shared)), fid_(std::move(fid)), qid_(qid) {}
+
+  const p9::Qid& qid() const { return qid_; }
+  void InvalidateAttrs() {
+    std::lock_guard l(mu_);
+    attr_.reset();
+  }
+
+  Result<Attr> GetAttr() override {
+    if (shared_->CachesAttrs()) {
+      std::lock_guard l(mu_);
+      if (attr_) return *attr_;
+    }
+    P9_ASSIGN_OR_RETURN(p9::Rgetattr r, fid_.GetAttr(p9::getattr::kBasic));
+    Attr a = ToAttr(r);
+    if (shared_->CachesAttrs()) {
+      std::lock_guard l(mu_);
+      attr_ = a;
+    }
+    return a;
+  }
+
+  Result<void> SetAttr(const SetAttrRequest& req) override {
+    namespace sa = p9::setattr;
+    p9::Tsetattr t;
+    if (req.mask & SetAttrRequest::kMode) t.valid |= sa::kMode, t.mode = req.mode;
+    if (req.mask & SetAttrRequest::kUid) t.valid |= sa::kUid, t.uid = req.uid;
+    if (req.mask & SetAttrRequest::kGid) t.valid |= sa::kGid, t.gid = req.gid;
+    if (req.mask & SetAttrRequest::kSize) t.valid |= sa::kSize, t.size = req.size;
+    if (req.mask & SetAttrRequest::kAtime) {
+      t.valid |= sa::kAtime | sa::kAtimeSet;
+      t.atime_sec = req.atime.tv_sec;
+      t.atime_nsec = req.atime.tv_nsec;
+    }
+    if (req.mask & SetAttrRequest::kAtimeNow) t.valid |= sa::kAtime;
+    if (req.mask & SetAttrRequest::kMtime) {
+      t.valid |= sa::kMtime | sa::kMtimeSet;
+      t.mtime_sec = req.mtime.tv_sec;
+      t.mtime_nsec = req.mtime.tv_nsec;
+    }
+    if (req.mask & SetAttrRequest::kMtimeNow) t.valid |= sa::kMtime;
+    InvalidateAttrs();
+    return fid_.SetAttr(t);
+  }
+
+  Result<std::unique_ptr<OpenFile>> Open(int flags) override {
+    P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
+    uint32_t f = static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(O_CLOEXEC | O_NOCTTY);
+    P9_RETURN_IF_ERROR(clone.Open(f));
+    if (flags & O_TRUNC) InvalidateAttrs();
+    return std::unique_ptr<OpenFile>(std::make_unique<GoferFile>(
+        std::static_pointer_cast<GoferInode>(shared_from_this()), shared_, std::move(clone)));
+  }
+
+  Result<std::string> Readlink() override { return fid_.Readlink(); }
+
+  // Walks `name` and returns the new inode.
+  Result<std::shared_ptr<GoferInode>> WalkChild(const std::string& name) {
+    p9::Client& c = *shared_->client;
+    p9::Fid nf = c.NewFid();
+    auto r = c.Call(p9::Twalk{fid_.fid(), nf, {name}});
+    if (!r.has_value() || r->wqids.size() != 1) {
+      c.ReleaseFid(nf);
+      return r.has_value() ? Errno(ENOENT) : r.error();
+    }
+    return std::make_shared<GoferInode>(shared_, ClientFile(c, nf), r->wqids[0]);
+  }
+
+  Result<std::shared_ptr<Inode>> Lookup(const std::string& name) override {
+    P9_ASSIGN_OR_RETURN(std::shared_ptr<GoferInode> child, WalkChild(name));
+    return std::shared_ptr<Inode>(child);
+  }
+
+  bool CacheLookups() const override { return shared_->CachesAttrs(); }
+
+  // remote_revalidating / none: the cached child is still valid if the name still walks to
+  // the same file (qid path) on the host.
+  bool Revalidate(const std::string& name, Inode& child) override {
+    auto* c = dynamic_cast<GoferInode*>(&child);
+    if (c == nullptr) return false;
+    p9::Client& cl = *shared_->client;
+    p9::Fid nf = cl.NewFid();
+    auto r = cl.Call(p9::Twalk{fid_.fid(), nf, {name}});
+    bool same = r.has_value() && r->wqids.size() == 1 && r->wqids[0].path == c->qid_.path;
+    if (r.has_value() && r->wqids.size() == 1) {
+      ClientFile drop(cl, nf);  // Clunks.
+    } else {
+      cl.ReleaseFid(nf);
+    }
+    return same;
+  }
+
+  Result<std::shared_ptr<Inode>> Mknod(const std::string& name, uint32_t mode, uint64_t rdev,
+                                       uint32_t uid, uint32_t gid) override {
+    (void)uid;
+    InvalidateAttrs();
+    if ((mode & S_IFMT) == S_IFREG) {
+      P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
+      P9_RETURN_IF_ERROR(clone.Create(name, p9::open_flags::kRdOnly, mode & 07777, gid));
+    } else {
+      P9_RETURN_IF_ERROR(fid_.Mknod(name, mode, major(rdev), minor(rdev), gid));
+    }
+    return Lookup(name);
+  }
+
+  Result<std::shared_ptr<Inode>> Mkdir(const std::string& name, uint32_t mode, uint32_t uid,
+                                       uint32_t gid) override {
+    (void)uid;
+    InvalidateAttrs();
+    P9_RETURN_IF_ERROR(fid_.Mkdir(name, mode, gid));
+    return Lookup(name);
+  }
+
+  Result<std::shared_ptr<Inode>> Symlink(const std::string& name, const std::string& target,
+                                         uint32_t uid, uint32_t gid) override {
+    (void)uid;
+    InvalidateAttrs();
+    P9_RETURN_IF_ERROR(fid_.Symlink(name, target, gid));
+    return Lookup(name);
+  }
+
+  Result<void> Link(const std::string& name, Inode& target) override {
+    auto* t = dynamic_cast<GoferInode*>(&target);
+    if (t == nullptr || t->shared_ != shared_) return Errno(EXDEV);
+    InvalidateAttrs();
+    t->InvalidateAttrs();
+    return fid_.Link(t->fid_, name);
+  }
+
+  Result<void> Unlink(const std::string& name, bool dir) override {
+    InvalidateAttrs();
+    auto r = fid_.UnlinkAt(name, dir ? p9::kAtRemoveDir : 0);
+    if (r.has_value() || r.error() != Errno(EOPNOTSUPP)) return r;
+    // Servers without Tunlinkat (diod): walk and Tremove, as Linux does.
+    P9_ASSIGN_OR_RETURN(ClientFile f, fid_.Walk({name}));
+    P9_ASSIGN_OR_RETURN(p9::Rgetattr a, f.GetAttr(p9::getattr::kMode));
+    if (dir != S_ISDIR(a.mode)) return Errno(dir ? ENOTDIR : EISDIR);
+    return f.Remove();
+  }
+
+  Result<void> Rename(const std::string& oldname, Inode& newdir,
+                      const std::string& newname) override {
+    auto* d = dynamic_cast<GoferInode*>(&newdir);
+    if (d == nullptr || d->shared_ != shared_) return Errno(EXDEV);
+    InvalidateAttrs();
+    d->InvalidateAttrs();
+    auto r = fid_.RenameAt(oldname, d->fid_, newname);
+    if (r.has_value() || r.error() != Errno(EOPNOTSUPP)) return r;
+    P9_ASSIGN_OR_RETURN(ClientFile f, fid_.Walk({oldname}));
+    return f.Rename(d->fid_, newname);
+  }
+
+  Result<vfs::FsStat> StatFs() override {
+    P9_ASSIGN_OR_RETURN(p9::Rstatfs s, fid_.StatFs());
+    vfs::FsStat o;
+    o.type = s.type;
+    o.bsize = s.bsize;
+    o.blocks = s.blocks;
+    o.bfree = s.bfree;
+    o.bavail = s.bavail;
+    o.files = s.files;
+    o.ffree = s.ffree;
+    o.namelen = s.namelen;
+    return o;
+  }
+
+  Result<std::string> GetXattr(const std::string& name) override { return fid_.GetXattr(name); }
+  Result<std::vector<std::string>> ListXattr() override { return fid_.ListXattr(); }
+  Result<void> SetXattr(const std::string& name, const std::string& value, int flags) override {
+    return fid_.SetXattr(name, value, static_cast<uint32_t>(flags));
+  }
+  Result<void> RemoveXattr(const std::string& name) override { return fid_.RemoveXattr(name); }
+
+ private:
+  friend class GoferFile;
+  const std::shared_ptr<GoferFs::Shared> shared_;  // Before fid_: outlives the clunk.
+  ClientFile fid_;                                 // Walked, never opened.
+  const p9::Qid qid_;
+  std::mutex mu_;
+  std::optional<Attr> attr_;  // Guarded by mu_. Only with an attribute-caching policy.
+};
+
+Result<size_t> GoferFile::ReadAt(std::span<char> dst, uint64_t offset) {
+  int fd = host_fd();
+  size_t done = 0;
+  while (done < dst.size()) {
+    size_t n;
+    if (fd >= 0) {
+      ssize_t r = pread(fd, dst.data() + done, dst.size() - done,
+                        static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (done > 0) break;
+        return p9::LastErrno();
+      }
+      n = static_cast<size_t>(r);
+    } else {
+      P9_ASSIGN_OR_RETURN(n, fid_.ReadAt(dst.subspan(done), offset + done));
+    }
+    if (n == 0) break;
+    done += n;
+  }
+  return done;
+}
+
+Result<size_t> GoferFile::WriteAt(std::span<const char> src, uint64_t offset) {
+  inode_->InvalidateAttrs();
+  int fd = host_fd();
+  size_t done = 0;
+  while (done < src.size()) {
+    size_t n;
+    if (fd >= 0) {
+      ssize_t r = pwrite(fd, src.data() + done, src.size() - done,
+                         static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (done > 0) break;
+        return p9::LastErrno();
+      }
+      n = static_cast<size_t>(r);
+    } else {
+      P9_ASSIGN_OR_RETURN(n, fid_.WriteAt(p9::Bytes(src.data() + done, src.size() - done),
+                                          offset + done));
+    }
+    if (n == 0) return Errno(EIO);
+    done += n;
+  }
+  return done;
+}
+
+}  // namespace
+
+CachePolicy GoferFs::cache() const { return shared_->cache; }
+bool GoferFs::fd_donation() const { return shared_->client->fd_donation(); }
+
+Result<std::shared_ptr<GoferFs>> GoferFs::Mount(const std::string& data, std::string* error) {
+  P9_ASSIGN_OR_RETURN(GoferMountOptions o, ParseGoferMountOptions(data, error));
+  if (fcntl(o.rfd, F_GETFD) < 0) {
+    if (error) *error = "9p mount: rfdno=" + std::to_string(o.rfd) + " is not an open fd";
+    return Errno(EBADF);
+  }
+  auto fs = Create(p9::UniqueFd(o.rfd), o);
+  if (!fs.has_value() && error && error->empty()) {
+    *error = std::string("9p mount: cannot attach: ") + fs.error().name();
+  }
+  return fs;
+}
+
+Result<std::shared_ptr<GoferFs>> GoferFs::Create(p9::UniqueFd sock,
+                                                 const GoferMountOptions& opts) {
+  auto shared = std::make_shared<Shared>();
+  shared->cache = opts.cache;
+  P9_ASSIGN_OR_RETURN(shared->client, p9::Client::Create(std::move(sock), opts.msize));
+  P9_ASSIGN_OR_RETURN(ClientFile root, ClientFile::Attach(*shared->client, opts.aname));
+  P9_ASSIGN_OR_RETURN(p9::Rgetattr a, root.GetAttr(p9::getattr::kBasic));
+  auto fs = std::shared_ptr<GoferFs>(new GoferFs());
+  fs->shared_ = shared;
+  fs->root_ = std::make_shared<GoferInode>(shared, std::move(root), a.qid);
+  return fs;
+}
+
+}  // namespace sentry::fs

@@ -1,0 +1,28 @@
+// The 9P mount data string, as runsc passes it: "trans=fd,rfdno=N,wfdno=N,
+// privateunixsocket=true,cache=remote_revalidating[,aname=A][,msize=N]".
+#ifndef SENTRY_FS_GOFER_MOUNT_OPTIONS_H_
+#define SENTRY_FS_GOFER_MOUNT_OPTIONS_H_
+
+#include <string>
+
+#include "p9/result.h"
+#include "sentry/fs/gofer/cache_policy.h"
+
+namespace sentry::fs {
+
+struct GoferMountOptions {
+  int rfd = -1;
+  int wfd = -1;
+  bool private_unix_socket = false;
+  CachePolicy cache = CachePolicy::kRemoteRevalidating;
+  std::string aname;
+  uint32_t msize = 1u << 20;
+};
+
+// EINVAL (with `error` naming the culprit) for unknown options, malformed values, a
+// transport other than fd, missing or differing rfdno/wfdno (one socket serves both).
+p9::Result<GoferMountOptions> ParseGoferMountOptions(const std::string& data, std::string* error);
+
+}  // namespace sentry::fs
+
+#endif  // SENTRY_FS_GOFER_MOUNT_OPTIONS_H_
