@@ -8,7 +8,9 @@
 #include <mutex>
 #include <optional>
 
+#include "glog/logging.h"
 #include "p9/client_file.h"
+#include "sentry/fs/gofer/page_cache.h"
 
 namespace sentry::fs {
 
@@ -50,14 +52,30 @@ Attr ToAttr(const p9::Rgetattr& r) {
 
 class GoferInode;
 
-// An opened clone of an inode's fid.
+// An opened clone of an inode's fid. Under the fscache policies, data goes through the
+// inode's page cache (shared by its opens) and this file's handle is the backend.
 class GoferFile : public OpenFile {
  public:
   GoferFile(std::shared_ptr<GoferInode> inode, std::shared_ptr<GoferFs::Shared> shared,
-            ClientFile fid)
-      : inode_(std::move(inode)), shared_(std::move(shared)), fid_(std::move(fid)) {}
+            ClientFile fid, std::shared_ptr<PageCache> cache, int flags)
+      : inode_(std::move(inode)),
+        shared_(std::move(shared)),
+        fid_(std::move(fid)),
+        cache_(std::move(cache)),
+        flags_(flags) {}
+  ~GoferFile() override {
+    // Close writes back what this file may have left dirty; an error here has no caller to
+    // report to (close(2) through FUSE flushes with Fsync first), so it is logged.
+    if (cache_ && writable()) {
+      auto r = cache_->Flush(BackendWrite());
+      if (!r.has_value()) LOG(ERROR) << "9p: write-back on close failed: " << r.error();
+    }
+  }
 
-  Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override;
+  Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override {
+    if (cache_) return cache_->Read(dst, offset, BackendRead());
+    return DirectRead(dst, offset);
+  }
   Result<size_t> WriteAt(std::span<const char> src, uint64_t offset) override;
   Result<std::vector<DirEntry>> Readdir(uint64_t offset) override {
     P9_ASSIGN_OR_RETURN(std::vector<p9::Dirent> ents,
@@ -68,18 +86,31 @@ class GoferFile : public OpenFile {
     return out;
   }
   Result<void> Fsync() override {
+    if (cache_ && writable()) P9_RETURN_IF_ERROR(cache_->Flush(BackendWrite()));
     if (host_fd() >= 0) {
       if (fsync(host_fd()) != 0) return p9::LastErrno();
       return p9::Ok();
     }
     return fid_.Fsync();
   }
-  int host_fd() const override { return fid_.donated_fd(); }
+  int host_fd() const override { return cache_ ? -1 : fid_.donated_fd(); }
 
  private:
+  bool writable() const { return (flags_ & O_ACCMODE) != O_RDONLY; }
+  Result<size_t> DirectRead(std::span<char> dst, uint64_t offset);
+  Result<void> DirectWrite(std::span<const char> src, uint64_t offset);
+  PageCache::ReadFn BackendRead() {
+    return [this](std::span<char> d, uint64_t o) { return DirectRead(d, o); };
+  }
+  PageCache::WriteFn BackendWrite() {
+    return [this](std::span<const char> s, uint64_t o) { return DirectWrite(s, o); };
+  }
+
   std::shared_ptr<GoferInode> inode_;
   std::shared_ptr<GoferFs::Shared> shared_;  // Before fid_: the client outlives the clunk.
   ClientFile fid_;
+  std::shared_ptr<PageCache> cache_;  // Null unless an fscache policy.
+  const int flags_;                   // As the caller opened it.
 };
 
 class GoferInode : public Inode {
@@ -94,9 +125,15 @@ class GoferInode : public Inode {
   }
 
   Result<Attr> GetAttr() override {
-    if (shared_->CachesAttrs()) {
+    std::shared_ptr<PageCache> pc;
+    {
       std::lock_guard l(mu_);
-      if (attr_) return *attr_;
+      pc = pages_;
+      if (shared_->CachesAttrs() && attr_) {
+        Attr a = *attr_;
+        if (pc) a.size = pc->size();  // Authoritative while it may hold dirty data.
+        return a;
+      }
     }
     P9_ASSIGN_OR_RETURN(p9::Rgetattr r, fid_.GetAttr(p9::getattr::kBasic));
     Attr a = ToAttr(r);
@@ -104,7 +141,20 @@ class GoferInode : public Inode {
       std::lock_guard l(mu_);
       attr_ = a;
     }
+    if (pc) a.size = pc->size();
     return a;
+  }
+
+  // The page cache of a regular file under an fscache policy, created at first open.
+  Result<std::shared_ptr<PageCache>> Pages() {
+    {
+      std::lock_guard l(mu_);
+      if (pages_) return pages_;
+    }
+    P9_ASSIGN_OR_RETURN(p9::Rgetattr r, fid_.GetAttr(p9::getattr::kBasic));
+    std::lock_guard l(mu_);
+    if (!pages_) pages_ = std::make_shared<PageCache>(r.size);
+    return pages_;
   }
 
   Result<void> SetAttr(const SetAttrRequest& req) override {
@@ -127,16 +177,35 @@ class GoferInode : public Inode {
     }
     if (req.mask & SetAttrRequest::kMtimeNow) t.valid |= sa::kMtime;
     InvalidateAttrs();
-    return fid_.SetAttr(t);
+    P9_RETURN_IF_ERROR(fid_.SetAttr(t));
+    if (req.mask & SetAttrRequest::kSize) {
+      std::lock_guard l(mu_);
+      if (pages_) pages_->Truncate(req.size);
+    }
+    return p9::Ok();
   }
 
   Result<std::unique_ptr<OpenFile>> Open(int flags) override {
     P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
     uint32_t f = static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(O_CLOEXEC | O_NOCTTY);
+    std::shared_ptr<PageCache> pc;
+    P9_ASSIGN_OR_RETURN(Attr a, GetAttr());
+    if (shared_->CachesAttrs() && S_ISREG(a.mode)) {
+      P9_ASSIGN_OR_RETURN(pc, Pages());
+      // The cache does appends itself and needs to read pages it partially writes: open the
+      // backend read-write, never O_APPEND (pwrite on O_APPEND would ignore offsets).
+      f &= ~static_cast<uint32_t>(O_APPEND);
+      if ((f & O_ACCMODE) == O_WRONLY) f = (f & ~O_ACCMODE) | O_RDWR;
+      if (flags & O_TRUNC) {
+        std::lock_guard l(mu_);
+        pages_->Truncate(0);
+      }
+    }
     P9_RETURN_IF_ERROR(clone.Open(f));
     if (flags & O_TRUNC) InvalidateAttrs();
     return std::unique_ptr<OpenFile>(std::make_unique<GoferFile>(
-        std::static_pointer_cast<GoferInode>(shared_from_this()), shared_, std::move(clone)));
+        std::static_pointer_cast<GoferInode>(shared_from_this()), shared_, std::move(clone), pc,
+        flags));
   }
 
   Result<std::string> Readlink() override { return fid_.Readlink(); }
@@ -265,10 +334,11 @@ class GoferInode : public Inode {
   const p9::Qid qid_;
   std::mutex mu_;
   std::optional<Attr> attr_;  // Guarded by mu_. Only with an attribute-caching policy.
+  std::shared_ptr<PageCache> pages_;  // Guarded by mu_. fscache policies, regular files.
 };
 
-Result<size_t> GoferFile::ReadAt(std::span<char> dst, uint64_t offset) {
-  int fd = host_fd();
+Result<size_t> GoferFile::DirectRead(std::span<char> dst, uint64_t offset) {
+  int fd = fid_.donated_fd();
   size_t done = 0;
   while (done < dst.size()) {
     size_t n;
@@ -290,9 +360,8 @@ Result<size_t> GoferFile::ReadAt(std::span<char> dst, uint64_t offset) {
   return done;
 }
 
-Result<size_t> GoferFile::WriteAt(std::span<const char> src, uint64_t offset) {
-  inode_->InvalidateAttrs();
-  int fd = host_fd();
+Result<void> GoferFile::DirectWrite(std::span<const char> src, uint64_t offset) {
+  int fd = fid_.donated_fd();
   size_t done = 0;
   while (done < src.size()) {
     size_t n;
@@ -301,7 +370,6 @@ Result<size_t> GoferFile::WriteAt(std::span<const char> src, uint64_t offset) {
                          static_cast<off_t>(offset + done));
       if (r < 0) {
         if (errno == EINTR) continue;
-        if (done > 0) break;
         return p9::LastErrno();
       }
       n = static_cast<size_t>(r);
@@ -312,7 +380,18 @@ Result<size_t> GoferFile::WriteAt(std::span<const char> src, uint64_t offset) {
     if (n == 0) return Errno(EIO);
     done += n;
   }
-  return done;
+  return p9::Ok();
+}
+
+Result<size_t> GoferFile::WriteAt(std::span<const char> src, uint64_t offset) {
+  inode_->InvalidateAttrs();
+  if (cache_) {
+    if (flags_ & O_APPEND) offset = cache_->size();
+    bool through = shared_->cache == CachePolicy::kFscacheWritethrough;
+    return cache_->Write(src, offset, BackendRead(), BackendWrite(), through);
+  }
+  P9_RETURN_IF_ERROR(DirectWrite(src, offset));
+  return src.size();
 }
 
 }  // namespace

@@ -156,7 +156,8 @@ TEST_P(GoferFsTest, HostChangesAreSeenAsThePolicyPromises) {
   ASSERT_TRUE(vfs_->Stat(root_, "/sub").has_value());
   auto before = vfs_->Stat(root_, "/hello");
   ASSERT_TRUE(before.has_value());
-  // Writes on the host: data always comes fresh (donated fd, no page cache).
+  // Writes on the host: a new open reads them (under fscache only because nothing kept the
+  // inode, and with it its page cache, alive in between).
   std::ofstream(dir_ / "hello", std::ios::trunc) << "rewritten on the host";
   EXPECT_EQ(Read("/hello"), "rewritten on the host");
   // Create on the host: never looked up before, so every policy sees it.
@@ -205,6 +206,61 @@ TEST_P(GoferFsTest, GoferDeathIsAnErrorNotAHang) {
     EXPECT_EQ(Err(r), Errno(ECONNRESET));
   }
   EXPECT_EQ(Read("/hello").substr(0, 1), "<");
+}
+
+TEST_P(GoferFsTest, WritesReachTheHostAsThePolicySays) {
+  auto h = vfs_->Open(root_, "/hello", O_WRONLY);
+  ASSERT_TRUE(h.has_value());
+  ASSERT_TRUE((*h)->WriteAt(std::span<const char>("HELLO", 5), 0).has_value());
+  if (GetParam() == CachePolicy::kFscache) {
+    EXPECT_EQ(HostRead("hello"), "hello host") << "write-back: still only in the sentry";
+    EXPECT_EQ(Read("/hello"), "HELLO host") << "but the sandbox sees its own write";
+    ASSERT_TRUE((*h)->file->Fsync().has_value());
+  }
+  EXPECT_EQ(HostRead("hello"), "HELLO host");
+  // Close writes back too.
+  ASSERT_TRUE((*h)->WriteAt(std::span<const char>("!", 1), 10).has_value());
+  h->reset();
+  EXPECT_EQ(HostRead("hello"), "HELLO host!");
+}
+
+TEST_P(GoferFsTest, RandomWritesMatchAModel) {
+  std::string model(20000, '\0');
+  for (size_t i = 0; i < model.size(); ++i) model[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(Write("/big", model).has_value());
+  auto h = vfs_->Open(root_, "/big", O_RDWR);
+  ASSERT_TRUE(h.has_value());
+  uint32_t seed = 12345;
+  auto rnd = [&] { return seed = seed * 1103515245 + 12345, (seed >> 8); };
+  for (int i = 0; i < 200; ++i) {
+    size_t off = rnd() % 30000, len = 1 + rnd() % 6000;
+    std::string data(len, static_cast<char>('A' + i % 26));
+    ASSERT_TRUE((*h)->WriteAt(std::span<const char>(data.data(), len), off).has_value());
+    if (model.size() < off + len) model.resize(off + len, '\0');
+    model.replace(off, len, data);
+    if (i % 50 == 49) {
+      size_t to = rnd() % model.size();
+      ASSERT_TRUE(vfs_->Truncate(root_, "/big", to).has_value());
+      model.resize(to);
+    }
+  }
+  EXPECT_EQ(vfs_->Stat(root_, "/big")->size, model.size());
+  std::string back(model.size() + 10, 'x');
+  auto n = (*h)->ReadAt(std::span<char>(back.data(), back.size()), 0);
+  ASSERT_TRUE(n.has_value());
+  back.resize(*n);
+  EXPECT_TRUE(back == model) << "read back differs";
+  h->reset();  // Close: write-back.
+  EXPECT_TRUE(HostRead("big") == model) << "host copy differs after close";
+}
+
+TEST_P(GoferFsTest, AppendWritesAtTheEnd) {
+  auto h = vfs_->Open(root_, "/hello", O_WRONLY | O_APPEND);
+  ASSERT_TRUE(h.has_value());
+  ASSERT_TRUE((*h)->WriteAt(std::span<const char>("+1", 2), 0).has_value());
+  ASSERT_TRUE((*h)->WriteAt(std::span<const char>("+2", 2), 0).has_value());
+  h->reset();
+  EXPECT_EQ(HostRead("hello"), "hello host+1+2");
 }
 
 TEST(GoferMountOptionsTest, ParsesRunscOptionsAndRejectsBadOnes) {

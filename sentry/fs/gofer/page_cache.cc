@@ -1,0 +1,123 @@
+#include "sentry/fs/gofer/page_cache.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace sentry::fs {
+
+p9::Result<PageCache::Page*> PageCache::GetPage(uint64_t index, bool fill, const ReadFn& rd) {
+  auto it = pages_.find(index);
+  if (it != pages_.end()) return &it->second;
+  Page p;
+  p.data.assign(kPageSize, '\0');
+  uint64_t off = index * kPageSize;
+  if (fill && off < size_) {
+    size_t want = std::min<uint64_t>(kPageSize, size_ - off);
+    size_t done = 0;
+    while (done < want) {
+      P9_ASSIGN_OR_RETURN(size_t n, rd(std::span<char>(p.data.data() + done, want - done),
+                                       off + done));
+      if (n == 0) break;  // Shorter on the host than we thought: the rest reads as zeros.
+      done += n;
+    }
+  }
+  return &pages_.emplace(index, std::move(p)).first->second;
+}
+
+p9::Result<size_t> PageCache::Read(std::span<char> dst, uint64_t off, const ReadFn& backend) {
+  std::lock_guard l(mu_);
+  if (off >= size_) return size_t{0};
+  size_t total = std::min<uint64_t>(dst.size(), size_ - off);
+  size_t done = 0;
+  while (done < total) {
+    uint64_t pos = off + done;
+    uint64_t index = pos / kPageSize;
+    size_t in_page = pos % kPageSize;
+    size_t n = std::min(total - done, kPageSize - in_page);
+    if (pages_.size() >= kMaxPages && !pages_.contains(index)) {
+      // Bounded memory: drop clean pages (dirty ones stay until flushed).
+      std::erase_if(pages_, [](const auto& kv) { return !kv.second.dirty; });
+    }
+    P9_ASSIGN_OR_RETURN(Page * p, GetPage(index, true, backend));
+    std::memcpy(dst.data() + done, p->data.data() + in_page, n);
+    done += n;
+  }
+  return total;
+}
+
+p9::Result<void> PageCache::MakeRoom(const WriteFn& wr) {
+  if (pages_.size() < kMaxPages) return p9::Ok();
+  P9_RETURN_IF_ERROR(FlushLocked(wr));
+  pages_.clear();
+  return p9::Ok();
+}
+
+p9::Result<size_t> PageCache::Write(std::span<const char> src, uint64_t off, const ReadFn& rd,
+                                    const WriteFn& wr, bool writethrough) {
+  std::lock_guard l(mu_);
+  if (writethrough) P9_RETURN_IF_ERROR(wr(src, off));
+  size_t done = 0;
+  while (done < src.size()) {
+    uint64_t pos = off + done;
+    uint64_t index = pos / kPageSize;
+    size_t in_page = pos % kPageSize;
+    size_t n = std::min(src.size() - done, kPageSize - in_page);
+    if (!pages_.contains(index)) P9_RETURN_IF_ERROR(MakeRoom(wr));
+    // A partial page needs its old contents (read-modify-write).
+    bool whole = in_page == 0 && n == kPageSize;
+    P9_ASSIGN_OR_RETURN(Page * p, GetPage(index, !whole, rd));
+    std::memcpy(p->data.data() + in_page, src.data() + done, n);
+    if (!writethrough) p->dirty = true;
+    done += n;
+  }
+  size_ = std::max<uint64_t>(size_, off + src.size());
+  return src.size();
+}
+
+p9::Result<void> PageCache::FlushLocked(const WriteFn& wr) {
+  for (auto& [index, p] : pages_) {
+    if (!p.dirty) continue;
+    uint64_t off = index * kPageSize;
+    if (off >= size_) {
+      p.dirty = false;
+      continue;
+    }
+    size_t n = std::min<uint64_t>(kPageSize, size_ - off);
+    P9_RETURN_IF_ERROR(wr(std::span<const char>(p.data.data(), n), off));
+    p.dirty = false;
+  }
+  return p9::Ok();
+}
+
+p9::Result<void> PageCache::Flush(const WriteFn& wr) {
+  std::lock_guard l(mu_);
+  return FlushLocked(wr);
+}
+
+void PageCache::Truncate(uint64_t size) {
+  std::lock_guard l(mu_);
+  size_ = size;
+  uint64_t keep = (size + kPageSize - 1) / kPageSize;
+  pages_.erase(pages_.lower_bound(keep), pages_.end());
+  if (size % kPageSize != 0) {
+    auto it = pages_.find(size / kPageSize);
+    if (it != pages_.end()) {
+      std::fill(it->second.data.begin() + size % kPageSize, it->second.data.end(), '\0');
+    }
+  }
+}
+
+uint64_t PageCache::size() const {
+  std::lock_guard l(mu_);
+  return size_;
+}
+
+bool PageCache::dirty() const {
+  std::lock_guard l(mu_);
+  for (auto& [i, p] : pages_) {
+    if (p.dirty) return true;
+  }
+  return false;
+}
+
+}  // namespace sentry::fs
