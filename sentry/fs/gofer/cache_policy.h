@@ -16,14 +16,17 @@ enum class CachePolicy {
   //    seen at once.
   kRemoteRevalidating,
   // cache=fscache: for exclusive access (only this sandbox changes the tree).
-  //  - trusts cached dentries (positive ones: a name looked up once is not walked again);
-  //  - caches attributes (refreshed by our own changes);
-  //  - file data through the donated host fd.
+  //  - trusts cached dentries: a name looked up once is not walked again;
+  //  - caches negative lookups (a name found missing stays missing until we create it);
+  //  - caches directory listings (dropped when we change the directory);
+  //  - caches attributes (dropped by our own changes);
+  //  - caches file data in the sentry's page cache (page_cache.h) with write-back on fsync
+  //    and close.
   //  Host-side changes made behind the sandbox's back may stay invisible until the dentry is
   //  evicted (this staleness is what exclusive access allows, and the tests document it).
   kFscache,
-  // cache=fscache_writethrough: as fscache; writes always reach the gofer before returning
-  // (no write-back buffering in the sentry).
+  // cache=fscache_writethrough: as fscache, but every write reaches the gofer before it
+  // returns (the page cache serves reads; nothing is left dirty).
   kFscacheWritethrough,
   // cache=none: nothing cached; every lookup walks, every stat asks.
   kNone,

@@ -7,6 +7,7 @@
 
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include "glog/logging.h"
 #include "p9/client_file.h"
@@ -113,6 +114,22 @@ class GoferFile : public OpenFile {
   const int flags_;                   // As the caller opened it.
 };
 
+// A snapshot of a directory's entries (fscache: directory contents are cached per inode).
+class ListingFile : public OpenFile {
+ public:
+  explicit ListingFile(std::shared_ptr<const std::vector<DirEntry>> ents) : ents_(std::move(ents)) {}
+  Result<size_t> ReadAt(std::span<char>, uint64_t) override { return Errno(EISDIR); }
+  Result<size_t> WriteAt(std::span<const char>, uint64_t) override { return Errno(EISDIR); }
+  Result<std::vector<DirEntry>> Readdir(uint64_t offset) override {
+    std::vector<DirEntry> out;
+    for (size_t i = offset; i < ents_->size(); ++i) out.push_back((*ents_)[i]);
+    return out;
+  }
+
+ private:
+  std::shared_ptr<const std::vector<DirEntry>> ents_;
+};
+
 class GoferInode : public Inode {
  public:
   GoferInode(std::shared_ptr<GoferFs::Shared> shared, ClientFile fid, p9::Qid qid)
@@ -122,6 +139,13 @@ class GoferInode : public Inode {
   void InvalidateAttrs() {
     std::lock_guard l(mu_);
     attr_.reset();
+  }
+  // A change in this directory: forget its cached listing and the negative entry for `name`.
+  void Changed(const std::string& name) {
+    std::lock_guard l(mu_);
+    attr_.reset();
+    listing_.reset();
+    negative_.erase(name);
   }
 
   Result<Attr> GetAttr() override {
@@ -190,6 +214,29 @@ class GoferInode : public Inode {
     uint32_t f = static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(O_CLOEXEC | O_NOCTTY);
     std::shared_ptr<PageCache> pc;
     P9_ASSIGN_OR_RETURN(Attr a, GetAttr());
+    if (shared_->CachesAttrs() && S_ISDIR(a.mode)) {
+      std::shared_ptr<const std::vector<DirEntry>> listing;
+      {
+        std::lock_guard l(mu_);
+        listing = listing_;
+      }
+      if (!listing) {
+        P9_RETURN_IF_ERROR(clone.Open(f));
+        auto all = std::make_shared<std::vector<DirEntry>>();
+        for (uint64_t off = 0;;) {
+          P9_ASSIGN_OR_RETURN(std::vector<p9::Dirent> ents,
+                              clone.Readdir(off, shared_->client->msize()));
+          if (ents.empty()) break;
+          off = ents.back().offset;
+          for (auto& e : ents) all->push_back(DirEntry{std::move(e.name), e.qid.path, e.type, 0});
+        }
+        for (size_t i = 0; i < all->size(); ++i) (*all)[i].offset = i + 1;
+        std::lock_guard l(mu_);
+        listing_ = all;
+        listing = all;
+      }
+      return std::unique_ptr<OpenFile>(std::make_unique<ListingFile>(listing));
+    }
     if (shared_->CachesAttrs() && S_ISREG(a.mode)) {
       P9_ASSIGN_OR_RETURN(pc, Pages());
       // The cache does appends itself and needs to read pages it partially writes: open the
@@ -223,8 +270,19 @@ class GoferInode : public Inode {
   }
 
   Result<std::shared_ptr<Inode>> Lookup(const std::string& name) override {
-    P9_ASSIGN_OR_RETURN(std::shared_ptr<GoferInode> child, WalkChild(name));
-    return std::shared_ptr<Inode>(child);
+    if (shared_->CachesAttrs()) {
+      std::lock_guard l(mu_);
+      if (negative_.contains(name)) return Errno(ENOENT);
+    }
+    auto child = WalkChild(name);
+    if (!child.has_value()) {
+      if (child.error() == Errno(ENOENT) && shared_->CachesAttrs()) {
+        std::lock_guard l(mu_);
+        negative_.insert(name);
+      }
+      return child.error();
+    }
+    return std::shared_ptr<Inode>(*child);
   }
 
   bool CacheLookups() const override { return shared_->CachesAttrs(); }
@@ -249,7 +307,7 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Mknod(const std::string& name, uint32_t mode, uint64_t rdev,
                                        uint32_t uid, uint32_t gid) override {
     (void)uid;
-    InvalidateAttrs();
+    Changed(name);
     if ((mode & S_IFMT) == S_IFREG) {
       P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
       P9_RETURN_IF_ERROR(clone.Create(name, p9::open_flags::kRdOnly, mode & 07777, gid));
@@ -262,7 +320,7 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Mkdir(const std::string& name, uint32_t mode, uint32_t uid,
                                        uint32_t gid) override {
     (void)uid;
-    InvalidateAttrs();
+    Changed(name);
     P9_RETURN_IF_ERROR(fid_.Mkdir(name, mode, gid));
     return Lookup(name);
   }
@@ -270,7 +328,7 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Symlink(const std::string& name, const std::string& target,
                                          uint32_t uid, uint32_t gid) override {
     (void)uid;
-    InvalidateAttrs();
+    Changed(name);
     P9_RETURN_IF_ERROR(fid_.Symlink(name, target, gid));
     return Lookup(name);
   }
@@ -278,13 +336,13 @@ class GoferInode : public Inode {
   Result<void> Link(const std::string& name, Inode& target) override {
     auto* t = dynamic_cast<GoferInode*>(&target);
     if (t == nullptr || t->shared_ != shared_) return Errno(EXDEV);
-    InvalidateAttrs();
+    Changed(name);
     t->InvalidateAttrs();
     return fid_.Link(t->fid_, name);
   }
 
   Result<void> Unlink(const std::string& name, bool dir) override {
-    InvalidateAttrs();
+    Changed(name);
     auto r = fid_.UnlinkAt(name, dir ? p9::kAtRemoveDir : 0);
     if (r.has_value() || r.error() != Errno(EOPNOTSUPP)) return r;
     // Servers without Tunlinkat (diod): walk and Tremove, as Linux does.
@@ -298,8 +356,8 @@ class GoferInode : public Inode {
                       const std::string& newname) override {
     auto* d = dynamic_cast<GoferInode*>(&newdir);
     if (d == nullptr || d->shared_ != shared_) return Errno(EXDEV);
-    InvalidateAttrs();
-    d->InvalidateAttrs();
+    Changed(oldname);
+    d->Changed(newname);
     auto r = fid_.RenameAt(oldname, d->fid_, newname);
     if (r.has_value() || r.error() != Errno(EOPNOTSUPP)) return r;
     P9_ASSIGN_OR_RETURN(ClientFile f, fid_.Walk({oldname}));
@@ -335,6 +393,9 @@ class GoferInode : public Inode {
   std::mutex mu_;
   std::optional<Attr> attr_;  // Guarded by mu_. Only with an attribute-caching policy.
   std::shared_ptr<PageCache> pages_;  // Guarded by mu_. fscache policies, regular files.
+  // fscache policies, directories: the listing and the names known not to exist.
+  std::shared_ptr<const std::vector<DirEntry>> listing_;  // Guarded by mu_.
+  std::set<std::string> negative_;                        // Guarded by mu_.
 };
 
 Result<size_t> GoferFile::DirectRead(std::span<char> dst, uint64_t offset) {

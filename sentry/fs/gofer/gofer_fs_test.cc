@@ -208,6 +208,33 @@ TEST_P(GoferFsTest, GoferDeathIsAnErrorNotAHang) {
   EXPECT_EQ(Read("/hello").substr(0, 1), "<");
 }
 
+TEST_P(GoferFsTest, NegativeLookupsAndListingsFollowThePolicy) {
+  auto names = [&] {
+    std::set<std::string> out;
+    auto ents = vfs_->ListDir(root_, "/sub");
+    if (ents.has_value()) {
+      for (auto& e : *ents) out.insert(e.name);
+    }
+    return out;
+  };
+  auto sub = vfs_->ns().Resolve(root_, "/sub");  // Keeps the directory's inode cached.
+  ASSERT_TRUE(sub.has_value());
+  EXPECT_EQ(Err(vfs_->Stat(root_, "/sub/later")), Errno(ENOENT));
+  EXPECT_EQ(names(), (std::set<std::string>{".", ".."}));
+  std::ofstream(dir_ / "sub" / "later") << "l";
+  if (revalidates()) {
+    EXPECT_TRUE(vfs_->Stat(root_, "/sub/later").has_value());
+    EXPECT_TRUE(names().contains("later"));
+  } else {
+    EXPECT_EQ(Err(vfs_->Stat(root_, "/sub/later")), Errno(ENOENT)) << "negative entry cached";
+    EXPECT_FALSE(names().contains("later")) << "listing cached";
+    // Our own change refreshes both.
+    ASSERT_TRUE(Write("/sub/mine", "m").has_value());
+    EXPECT_TRUE(names().contains("later"));
+    EXPECT_TRUE(names().contains("mine"));
+  }
+}
+
 TEST_P(GoferFsTest, WritesReachTheHostAsThePolicySays) {
   auto h = vfs_->Open(root_, "/hello", O_WRONLY);
   ASSERT_TRUE(h.has_value());
