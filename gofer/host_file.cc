@@ -542,17 +542,23 @@ Result<short> HostLockType(uint8_t type) {
   return Errno(EINVAL);
 }
 
+// The struct flock for a byte range of a 9P lock request.
+Result<struct flock> HostLock(uint8_t type, uint64_t start, uint64_t length) {
+  P9_ASSIGN_OR_RETURN(short t, HostLockType(type));
+  struct flock fl {};
+  fl.l_type = t;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(start);
+  fl.l_len = static_cast<off_t>(length);  // 0: to the end of the file, as in 9P.
+  return fl;
+}
+
 }  // namespace
 
 Result<uint8_t> HostFile::Lock(const p9::Tlock& req) {
   int fd = open_fd();
   if (fd < 0) return Errno(EBADF);
-  P9_ASSIGN_OR_RETURN(short type, HostLockType(req.type));
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(req.start);
-  fl.l_len = static_cast<off_t>(req.length);
+  P9_ASSIGN_OR_RETURN(struct flock fl, HostLock(req.type, req.start, req.length));
   // Never wait in the gofer: a contended blocking lock answers "blocked" and the client
   // retries, as Linux's v9fs does.
   if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
@@ -565,12 +571,7 @@ Result<uint8_t> HostFile::Lock(const p9::Tlock& req) {
 Result<p9::Rgetlock> HostFile::GetLock(const p9::Tgetlock& req) {
   int fd = open_fd();
   if (fd < 0) return Errno(EBADF);
-  P9_ASSIGN_OR_RETURN(short type, HostLockType(req.type));
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(req.start);
-  fl.l_len = static_cast<off_t>(req.length);
+  P9_ASSIGN_OR_RETURN(struct flock fl, HostLock(req.type, req.start, req.length));
   if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return LastErrno();
   p9::Rgetlock r;
   r.type = fl.l_type == F_RDLCK   ? p9::lock::kTypeRdLck
