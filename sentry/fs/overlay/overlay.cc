@@ -325,13 +325,48 @@ class OvInode : public Inode {
     }
   }
 
-  // The child `name` in the merged view (cached per directory).
+  // True when both layers let their lookups be cached (e.g. not 9P remote_revalidating).
+  bool LayersCache() const {
+    return (!upper_ || upper_->CacheLookups()) && (!lower_ || lower_->CacheLookups());
+  }
+
+  // The child `name` in the merged view. Cached per directory; when a layer revalidates its
+  // names (a shared 9P tree), the cached child is kept only if the layers still resolve the
+  // name to the same files.
   Result<std::shared_ptr<OvInode>> Child(const std::string& name) {
     if (!is_dir()) return Errno(ENOTDIR);
+    std::shared_ptr<OvInode> cached;
     auto it = children_.find(name);
-    if (it != children_.end()) {
-      if (auto c = it->second.lock()) return c;
+    if (it != children_.end()) cached = it->second.lock();
+    if (cached && LayersCache()) return cached;
+    auto fresh = Resolve(name);
+    if (!fresh.has_value()) {
+      if (fresh.error() == Errno(ENOENT)) children_.erase(name);
+      return fresh.error();
     }
+    if (cached && SameLayers(*cached, **fresh)) return cached;
+    children_[name] = *fresh;
+    return *fresh;
+  }
+
+  static bool SameLayers(OvInode& a, OvInode& b) {
+    auto ino = [](const std::shared_ptr<Inode>& i) -> int64_t {
+      if (!i) return -1;
+      auto at = i->GetAttr();
+      return at.has_value() ? static_cast<int64_t>(at->ino) : -2;
+    };
+    return a.type_ == b.type_ && ino(a.upper_) == ino(b.upper_) && ino(a.lower_) == ino(b.lower_);
+  }
+
+  bool CacheLookups() const override { return LayersCache(); }
+  bool Revalidate(const std::string& name, Inode& child) override {
+    std::lock_guard l(st_->mu);
+    auto c = Child(name);
+    return c.has_value() && c->get() == &child;
+  }
+
+  // Looks `name` up in the layers (no cache).
+  Result<std::shared_ptr<OvInode>> Resolve(const std::string& name) {
     std::shared_ptr<Inode> u, lo;
     bool opaque = false;
     if (upper_) {
@@ -364,10 +399,8 @@ class OvInode : public Inode {
       type = ua.mode & S_IFMT;
       if (!lo) la = ua;
     }
-    auto c = std::make_shared<OvInode>(st_, std::static_pointer_cast<OvInode>(shared_from_this()),
-                                       name, u, lo, type, la.ino);
-    children_[name] = c;
-    return c;
+    return std::make_shared<OvInode>(st_, std::static_pointer_cast<OvInode>(shared_from_this()),
+                                     name, u, lo, type, la.ino);
   }
 
   Result<std::shared_ptr<Inode>> Adopt(const std::string& name, std::shared_ptr<Inode> u) {
@@ -454,7 +487,8 @@ class OvInode : public Inode {
 }  // namespace
 
 Result<std::shared_ptr<OverlayFs>> OverlayFs::Create(std::shared_ptr<vfs::Filesystem> upper,
-                                                     std::shared_ptr<vfs::Filesystem> lower) {
+                                                     std::shared_ptr<vfs::Filesystem> lower,
+                                                     bool adopt_lower_root_attrs) {
   auto st = std::make_shared<State>();
   st->upper_root = upper->root();
   P9_ASSIGN_OR_RETURN(Attr ua, st->upper_root->GetAttr());
@@ -465,7 +499,7 @@ Result<std::shared_ptr<OverlayFs>> OverlayFs::Create(std::shared_ptr<vfs::Filesy
   fs->upper_ = upper;
   fs->lower_ = lower;
   fs->state_ = st;
-  if (dir) {
+  if (dir && adopt_lower_root_attrs) {
     // The upper root takes the lower root's attributes, so the merged root looks like it.
     SetAttrRequest r;
     r.mask = SetAttrRequest::kMode | SetAttrRequest::kUid | SetAttrRequest::kGid;
@@ -475,7 +509,8 @@ Result<std::shared_ptr<OverlayFs>> OverlayFs::Create(std::shared_ptr<vfs::Filesy
     P9_RETURN_IF_ERROR(st->upper_root->SetAttr(r));
   }
   fs->root_ = std::make_shared<OvInode>(st, nullptr, "", dir ? st->upper_root : nullptr,
-                                        lower->root(), la.mode & S_IFMT, la.ino);
+                                        lower->root(), la.mode & S_IFMT,
+                                        adopt_lower_root_attrs ? la.ino : ua.ino);
   return fs;
 }
 

@@ -27,9 +27,13 @@ inline constexpr char kOpaqueXattr[] = "trusted.overlay.opaque";
 
 class OverlayFs : public vfs::Filesystem {
  public:
-  // `upper` must be empty and writable (a fresh tmpfs); `lower` is only read.
+  // `upper` must be writable (a fresh tmpfs); `lower` is only read. With
+  // `adopt_lower_root_attrs` (the usual case) the upper root takes the lower root's mode and
+  // owner so the merged root looks like the lower one; the submount overlay, whose upper is
+  // the real root and whose lower is the mount-point tree, passes false.
   static p9::Result<std::shared_ptr<OverlayFs>> Create(std::shared_ptr<vfs::Filesystem> upper,
-                                                       std::shared_ptr<vfs::Filesystem> lower);
+                                                       std::shared_ptr<vfs::Filesystem> lower,
+                                                       bool adopt_lower_root_attrs = true);
   std::string type() const override { return "overlay"; }
   std::shared_ptr<vfs::Inode> root() override { return root_; }
   std::shared_ptr<vfs::Filesystem> upper() const { return upper_; }

@@ -1,0 +1,215 @@
+// End to end in process: a spec, our gofer over socketpairs on a temp host tree, and the
+// namespace boot builds from them.
+#include "sentry/boot/mount_namespace.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "gmock/gmock.h"
+#include "gofer/attach_point.h"
+#include "gtest/gtest.h"
+#include "p9/server.h"
+#include "p9/socket_util.h"
+#include "sentry/vfs/vfs.h"
+
+namespace sentry::boot {
+namespace {
+
+namespace hfs = std::filesystem;
+using ::testing::HasSubstr;
+using vfs::Errno;
+
+Errno Err(const auto& r) { return r.has_value() ? Errno(0) : r.error(); }
+
+class BootTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/boot_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    base_ = tmpl;
+    hfs::create_directories(base_ / "root" / "etc");
+    hfs::create_directories(base_ / "root" / "run");
+    hfs::create_directories(base_ / "root" / "var");
+    hfs::create_symlink("../run", base_ / "root" / "var" / "run");
+    std::ofstream(base_ / "root" / "etc" / "motd") << "welcome";
+    hfs::create_directories(base_ / "data");
+    std::ofstream(base_ / "data" / "d.txt") << "data file";
+    hfs::create_directories(base_ / "ro");
+    std::ofstream(base_ / "ro" / "r.txt") << "read only";
+    hfs::create_directories(base_ / "secrets");
+    std::ofstream(base_ / "secrets" / "token") << "s3cret";
+  }
+  void TearDown() override {
+    vfs_.reset();
+    ns_.reset();
+    for (auto& s : servers_) EXPECT_TRUE(s->WaitNoConnections(std::chrono::seconds(10)));
+    servers_.clear();
+    attachers_.clear();
+    hfs::remove_all(base_);
+  }
+
+  std::string SpecJson() {
+    std::string b = base_.string();
+    return R"({"root": {"path": ")" + b + R"(/root"}, "hostname": "box", "mounts": [
+      {"destination": "/data", "type": "bind", "source": ")" + b + R"(/data"},
+      {"destination": "/ro", "type": "bind", "source": ")" + b + R"(/ro", "options": ["ro"]},
+      {"destination": "/var/run/secrets", "type": "bind", "source": ")" + b + R"(/secrets"},
+      {"destination": "/scratch", "type": "tmpfs", "options": ["mode=0700", "size=1m"]},
+      {"destination": "/dev/shm", "type": "tmpfs"},
+      {"destination": "/dev/mqueue", "type": "mqueue"}]})";
+  }
+  // One gofer connection per 9P mount, in mount order.
+  std::vector<int> Gofer(const std::vector<std::pair<std::string, bool>>& mounts) {
+    std::vector<int> fds;
+    for (auto& [path, ro] : mounts) {
+      auto ap = gofer::AttachPoint::Open(path, ro, nullptr);
+      EXPECT_TRUE(ap.has_value()) << path;
+      attachers_.push_back(gofer::HostAttacher::ForOne(*ap));
+      servers_.push_back(std::make_unique<p9::Server>(*attachers_.back(),
+                                                      p9::ServerOptions{.threads = 1}));
+      auto pair = p9::SocketPair();
+      servers_.back()->AddConnection(std::move(pair->second));
+      fds.push_back(pair->first.release());
+    }
+    return fds;
+  }
+  std::vector<int> AllFds() {
+    std::string b = base_.string();
+    return Gofer({{b + "/root", false}, {b + "/data", false}, {b + "/ro", true},
+                  {b + "/secrets", false}});
+  }
+  void Boot(p9fs::RuntimeConfig::FileAccess access, bool overlay, std::vector<int> fds) {
+    std::string err;
+    auto spec = ParseSpecJson(SpecJson(), &err);
+    ASSERT_TRUE(spec.has_value()) << err;
+    p9fs::RuntimeConfig c;
+    c.set_file_access(access);
+    c.set_overlay(overlay);
+    auto r = CreateMountNamespace(*spec, c, std::move(fds), &err);
+    ASSERT_TRUE(r.has_value()) << err;
+    ns_ = r->ns;
+    warnings_ = r->warnings;
+    vfs_ = std::make_unique<vfs::Vfs>(ns_);
+  }
+  std::string Read(const std::string& p) {
+    auto h = vfs_->Open(vfs_->root(), p, O_RDONLY);
+    if (!h.has_value()) return std::string("<") + h.error().name() + ">";
+    std::string out(4096, '\0');
+    auto n = (*h)->ReadAt(std::span<char>(out.data(), out.size()), 0);
+    out.resize(n.has_value() ? *n : 0);
+    return out;
+  }
+  p9::Result<void> Write(const std::string& p, const std::string& data) {
+    P9_ASSIGN_OR_RETURN(auto h, vfs_->Open(vfs_->root(), p, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    P9_RETURN_IF_ERROR(h->WriteAt(std::span<const char>(data.data(), data.size()), 0));
+    return p9::Ok();
+  }
+  std::string Host(const std::string& rel) {
+    std::ifstream in(base_ / rel);
+    if (!in) return "<missing>";
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  hfs::path base_;
+  std::vector<std::unique_ptr<gofer::HostAttacher>> attachers_;
+  std::vector<std::unique_ptr<p9::Server>> servers_;
+  std::shared_ptr<vfs::MountNamespace> ns_;
+  std::unique_ptr<vfs::Vfs> vfs_;
+  std::vector<std::string> warnings_;
+};
+
+TEST_F(BootTest, EveryMountPointStatsAndLists) {
+  Boot(p9fs::RuntimeConfig::SHARED, false, AllFds());
+  for (const char* p : {"/", "/dev", "/dev/pts", "/proc", "/sys", "/tmp", "/data", "/ro",
+                        "/run/secrets", "/var/run/secrets", "/scratch", "/etc"}) {
+    auto a = vfs_->Stat(vfs_->root(), p);
+    ASSERT_TRUE(a.has_value()) << p << ": " << a.error();
+    EXPECT_TRUE(S_ISDIR(a->mode)) << p;
+    EXPECT_TRUE(vfs_->ListDir(vfs_->root(), p).has_value()) << p;
+  }
+  EXPECT_EQ(Read("/etc/motd"), "welcome");
+  EXPECT_EQ(Read("/data/d.txt"), "data file");
+  EXPECT_EQ(Read("/run/secrets/token"), "s3cret") << "mkdirAll followed /var/run -> /run";
+  EXPECT_EQ(vfs_->Stat(vfs_->root(), "/scratch")->mode & 07777, 0700u);
+  EXPECT_EQ(Read("/dev/null"), "");
+  std::string mounts = Read("/proc/mounts");
+  EXPECT_THAT(mounts, HasSubstr("9pfs-/ / overlay rw"));
+  EXPECT_THAT(mounts, HasSubstr("9pfs-/data /data 9p rw"));
+  EXPECT_THAT(mounts, HasSubstr("9pfs-/ro /ro 9p ro"));
+  EXPECT_THAT(mounts, HasSubstr("none /scratch tmpfs rw"));
+  EXPECT_EQ(Read("/proc/sys/kernel/hostname"), "box\n");
+  EXPECT_THAT(warnings_, ::testing::Contains(HasSubstr("ignoring dev mount at /dev/shm")));
+  EXPECT_THAT(warnings_, ::testing::Contains(HasSubstr("unknown filesystem type mqueue")));
+  // The mount points came from the tree, not from the host root.
+  EXPECT_FALSE(hfs::exists(base_ / "root" / "data"));
+  EXPECT_FALSE(hfs::exists(base_ / "root" / "proc"));
+}
+
+TEST_F(BootTest, WritesReachTheHostAndReadOnlyBindsRefuse) {
+  Boot(p9fs::RuntimeConfig::SHARED, false, AllFds());
+  ASSERT_TRUE(Write("/data/new.txt", "from sandbox").has_value());
+  EXPECT_EQ(Host("data/new.txt"), "from sandbox");
+  ASSERT_TRUE(Write("/etc/written", "root write").has_value());
+  EXPECT_EQ(Host("root/etc/written"), "root write");
+  EXPECT_EQ(Err(Write("/ro/x", "no")), Errno(EROFS));
+  EXPECT_EQ(Err(vfs_->Unlink(vfs_->root(), "/ro/r.txt")), Errno(EROFS));
+  EXPECT_EQ(Host("ro/r.txt"), "read only");
+  // Shared access: a host-side change is seen.
+  std::ofstream(base_ / "data" / "host.txt") << "host side";
+  EXPECT_EQ(Read("/data/host.txt"), "host side");
+}
+
+TEST_F(BootTest, OverlayKeepsTheHostUnchanged) {
+  Boot(p9fs::RuntimeConfig::EXCLUSIVE, true, AllFds());
+  ASSERT_TRUE(Write("/etc/motd", "changed").has_value());
+  ASSERT_TRUE(Write("/data/d.txt", "changed too").has_value());
+  ASSERT_TRUE(Write("/data/new", "n").has_value());
+  ASSERT_TRUE(vfs_->Unlink(vfs_->root(), "/run/secrets/token").has_value());
+  ASSERT_TRUE(vfs_->Mkdir(vfs_->root(), "/newdir", 0755).has_value());
+  EXPECT_EQ(Read("/etc/motd"), "changed");
+  EXPECT_EQ(Read("/data/d.txt"), "changed too");
+  EXPECT_EQ(Err(vfs_->Stat(vfs_->root(), "/run/secrets/token")), Errno(ENOENT));
+  EXPECT_EQ(Host("root/etc/motd"), "welcome");
+  EXPECT_EQ(Host("data/d.txt"), "data file");
+  EXPECT_EQ(Host("data/new"), "<missing>");
+  EXPECT_EQ(Host("secrets/token"), "s3cret");
+  EXPECT_FALSE(hfs::exists(base_ / "root" / "newdir"));
+  EXPECT_EQ(Err(Write("/ro/x", "no")), Errno(EROFS)) << "read-only binds stay read-only";
+}
+
+TEST_F(BootTest, DirectAccessServesTheSameTree) {
+  Boot(p9fs::RuntimeConfig::DIRECT, false, {});
+  EXPECT_EQ(Read("/etc/motd"), "welcome");
+  EXPECT_EQ(Read("/data/d.txt"), "data file");
+  EXPECT_EQ(Read("/run/secrets/token"), "s3cret");
+  EXPECT_EQ(Err(Write("/ro/x", "no")), Errno(EROFS));
+}
+
+TEST_F(BootTest, IoFdMismatchesAreClearErrors) {
+  std::string err;
+  auto spec = ParseSpecJson(SpecJson(), &err);
+  p9fs::RuntimeConfig c;
+  c.set_file_access(p9fs::RuntimeConfig::SHARED);
+  std::string b = base_.string();
+  auto few = Gofer({{b + "/root", false}, {b + "/data", false}});
+  EXPECT_EQ(Err(CreateMountNamespace(*spec, c, few, &err)), Errno(EINVAL));
+  EXPECT_THAT(err, HasSubstr("no io fd left for bind mount /ro"));
+  auto many = AllFds();
+  many.push_back(Gofer({{b + "/data", false}})[0]);
+  EXPECT_EQ(Err(CreateMountNamespace(*spec, c, many, &err)), Errno(EINVAL));
+  EXPECT_THAT(err, HasSubstr("1 io fds not consumed"));
+  close(many.back());
+  c.set_file_access(p9fs::RuntimeConfig::FILE_ACCESS_UNSPECIFIED);
+  EXPECT_EQ(Err(CreateMountNamespace(*spec, c, {}, &err)), Errno(EINVAL));
+  EXPECT_THAT(err, HasSubstr("invalid file access type"));
+  c.set_file_access(p9fs::RuntimeConfig::SHARED);
+  EXPECT_EQ(Err(CreateMountNamespace(*spec, c, {999}, &err)), Errno(EBADF));
+  EXPECT_THAT(err, HasSubstr("root mount"));
+}
+
+}  // namespace
+}  // namespace sentry::boot
