@@ -1,6 +1,7 @@
 // End to end in process: a spec, our gofer over socketpairs on a temp host tree, and the
 // namespace boot builds from them.
 #include "sentry/boot/mount_namespace.h"
+#include "sentry/boot/executable.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -187,6 +188,33 @@ TEST_F(BootTest, DirectAccessServesTheSameTree) {
   EXPECT_EQ(Read("/data/d.txt"), "data file");
   EXPECT_EQ(Read("/run/secrets/token"), "s3cret");
   EXPECT_EQ(Err(Write("/ro/x", "no")), Errno(EROFS));
+}
+
+TEST_F(BootTest, ExecutableIsResolvedThroughPathInsideTheNamespace) {
+  hfs::create_directories(base_ / "root" / "usr" / "bin");
+  hfs::create_directories(base_ / "root" / "opt" / "tool");
+  std::ofstream(base_ / "root" / "usr" / "bin" / "prog") << "#!/bin/sh";
+  hfs::permissions(base_ / "root" / "usr" / "bin" / "prog", hfs::perms::owner_all);
+  std::ofstream(base_ / "root" / "opt" / "tool" / "noexec") << "x";
+  std::ofstream(base_ / "root" / "opt" / "tool" / "prog") << "#!/bin/sh";
+  hfs::permissions(base_ / "root" / "opt" / "tool" / "prog", hfs::perms::owner_all);
+  Boot(p9fs::RuntimeConfig::SHARED, false, AllFds());
+  p9fs::OciProcess proc;
+  proc.add_args("prog");
+  std::string err;
+  EXPECT_EQ(*ResolveExecutable(*ns_, proc, &err), "/usr/bin/prog") << "default PATH";
+  proc.add_env("PATH=/opt/tool:/usr/bin");
+  EXPECT_EQ(*ResolveExecutable(*ns_, proc, &err), "/opt/tool/prog") << "PATH order";
+  proc.set_args(0, "noexec");
+  EXPECT_EQ(Err(ResolveExecutable(*ns_, proc, &err)), Errno(ENOENT));
+  EXPECT_THAT(err, HasSubstr("not found in PATH /opt/tool:/usr/bin"));
+  proc.set_args(0, "./prog");
+  proc.set_cwd("/opt/tool");
+  EXPECT_EQ(*ResolveExecutable(*ns_, proc, &err), "/opt/tool/./prog");
+  proc.set_args(0, "/usr/bin/prog");
+  EXPECT_EQ(*ResolveExecutable(*ns_, proc, &err), "/usr/bin/prog");
+  proc.clear_args();
+  EXPECT_EQ(Err(ResolveExecutable(*ns_, proc, &err)), Errno(EINVAL));
 }
 
 TEST_F(BootTest, IoFdMismatchesAreClearErrors) {
