@@ -2,6 +2,7 @@
 // namespace boot builds from them.
 #include "sentry/boot/mount_namespace.h"
 #include "sentry/boot/executable.h"
+#include "sentry/boot/checkpoint.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -215,6 +216,49 @@ TEST_F(BootTest, ExecutableIsResolvedThroughPathInsideTheNamespace) {
   EXPECT_EQ(*ResolveExecutable(*ns_, proc, &err), "/usr/bin/prog");
   proc.clear_args();
   EXPECT_EQ(Err(ResolveExecutable(*ns_, proc, &err)), Errno(EINVAL));
+}
+
+TEST_F(BootTest, CheckpointThenRestoreKeepsUpperLayerFiles) {
+  Boot(p9fs::RuntimeConfig::EXCLUSIVE, true, AllFds());
+  ASSERT_TRUE(Write("/etc/motd", "changed before checkpoint").has_value());
+  ASSERT_TRUE(vfs_->Mkdir(vfs_->root(), "/newdir", 0750).has_value());
+  ASSERT_TRUE(Write("/newdir/f", "nested").has_value());
+  ASSERT_TRUE(vfs_->Symlink(vfs_->root(), "newdir/f", "/link").has_value());
+  ASSERT_TRUE(Write("/data/written", "in the bind overlay").has_value());
+  ASSERT_TRUE(vfs_->Unlink(vfs_->root(), "/data/d.txt").has_value());
+  ASSERT_TRUE(vfs_->SetXattr(vfs_->root(), "/newdir/f", "user.k", "v", 0).has_value());
+  std::string err;
+  auto cp = SaveOverlays(*ns_, &err);
+  ASSERT_TRUE(cp.has_value()) << err;
+  EXPECT_EQ(cp->layers_size(), 3) << "root, /data and /run/secrets are writable with overlays";
+  std::string bytes;
+  ASSERT_TRUE(cp->SerializeToString(&bytes));
+  // The old sandbox goes away; a new one starts on fresh gofer connections.
+  vfs_.reset();
+  ns_.reset();
+  Boot(p9fs::RuntimeConfig::EXCLUSIVE, true, AllFds());
+  EXPECT_EQ(Read("/etc/motd"), "welcome") << "not restored yet";
+  p9fs::Checkpoint parsed;
+  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  vfs_.reset();
+  ns_.reset();
+  Boot(p9fs::RuntimeConfig::EXCLUSIVE, true, AllFds());
+  ASSERT_TRUE(RestoreOverlays(*ns_, parsed, &err).has_value()) << err;
+  EXPECT_EQ(Read("/etc/motd"), "changed before checkpoint");
+  EXPECT_EQ(Read("/newdir/f"), "nested");
+  EXPECT_EQ(vfs_->Stat(vfs_->root(), "/newdir")->mode & 07777, 0750u);
+  EXPECT_EQ(Read("/link"), "nested");
+  EXPECT_EQ(*vfs_->GetXattr(vfs_->root(), "/newdir/f", "user.k"), "v");
+  EXPECT_EQ(Read("/data/written"), "in the bind overlay");
+  EXPECT_EQ(Err(vfs_->Stat(vfs_->root(), "/data/d.txt")), Errno(ENOENT)) << "whiteout restored";
+  EXPECT_EQ(Host("data/d.txt"), "data file") << "the host never changed";
+  EXPECT_EQ(Host("root/etc/motd"), "welcome");
+  // A checkpoint does not fit a sandbox without overlays.
+  vfs_.reset();
+  ns_.reset();
+  Boot(p9fs::RuntimeConfig::EXCLUSIVE, false, AllFds());
+  EXPECT_EQ(Err(RestoreOverlays(*ns_, parsed, &err)), Errno(EINVAL));
+  EXPECT_THAT(err, HasSubstr("has none there"));
 }
 
 TEST_F(BootTest, IoFdMismatchesAreClearErrors) {

@@ -177,6 +177,11 @@ std::string MountNamespace::PathOf(const VirtualDentry& vd) const {
   return out.empty() ? "/" : out;
 }
 
+std::vector<std::shared_ptr<Mount>> MountNamespace::AllMounts() const {
+  std::lock_guard l(mu_);
+  return all_;
+}
+
 std::vector<MountInfo> MountNamespace::Mounts() const {
   std::vector<std::shared_ptr<Mount>> all;
   {

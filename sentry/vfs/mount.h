@@ -83,6 +83,8 @@ class MountNamespace {
   // The absolute path of a location.
   std::string PathOf(const VirtualDentry& vd) const;
   std::vector<MountInfo> Mounts() const;
+  // Every mount, in mount order (the root first).
+  std::vector<std::shared_ptr<Mount>> AllMounts() const;
 
  private:
   MountNamespace() = default;
