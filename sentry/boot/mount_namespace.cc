@@ -125,15 +125,14 @@ Result<void> MkdirAll(vfs::MountNamespace& ns, const std::string& path, std::str
   return p9::Ok();
 }
 
-Result<BootResult> CreateMountNamespace(const p9fs::OciSpec& spec,
-                                        const p9fs::RuntimeConfig& config,
-                                        std::vector<int> io_fds, std::string* error) {
-  BootResult out;
-  FdDispenser fds(std::move(io_fds));
-  vfs::MountFlags root_flags;
-  root_flags.read_only = spec.root().readonly();
+namespace {
 
-  // The root file system.
+// The root file system of a container: 9P (or direct), under it the mount-point tree for
+// `mounts`, and the tmpfs overlay if configured.
+Result<std::shared_ptr<vfs::Filesystem>> CreateRootFs(const p9fs::OciSpec& spec,
+                                                      const p9fs::RuntimeConfig& config,
+                                                      const Mounts& mounts, FdDispenser& fds,
+                                                      std::string* error) {
   std::shared_ptr<vfs::Filesystem> root;
   switch (config.file_access()) {
     case p9fs::RuntimeConfig::SHARED:
@@ -156,76 +155,147 @@ Result<BootResult> CreateMountNamespace(const p9fs::OciSpec& spec,
       if (error) *error = "invalid file access type (want shared, exclusive or direct)";
       return Errno(EINVAL);
   }
-
   // Mount points for every mount, supplied by a read-only tree under the root.
-  std::vector<std::string> subs = WithMandatory(Subtargets("/", [&] {
-    Mounts ms(spec.mounts().begin(), spec.mounts().end());
-    return ms;
-  }()));
   P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> with_tree,
-                      fs::OverlayFs::Create(root, fs::MakeMountPointTree(subs), false));
+                      fs::OverlayFs::Create(root, fs::MakeMountPointTree(WithMandatory(Subtargets("/", mounts))), false));
   root = with_tree;
   if (config.overlay() && !spec.root().readonly()) {
     P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> ov,
                         fs::OverlayFs::Create(std::make_shared<fs::Tmpfs>(), root));
     root = ov;
   }
+  return root;
+}
+
+// mountSubmount: mounts `m` at `dest` (its destination, or below a child's root).
+Result<void> MountOne(vfs::MountNamespace& ns,
+                      std::shared_ptr<std::weak_ptr<vfs::MountNamespace>> ns_slot,
+                      const p9fs::OciSpec& spec, const p9fs::RuntimeConfig& config,
+                      FdDispenser& fds, const p9fs::OciMount& m, const Mounts& mounts,
+                      const std::string& dest, std::vector<std::string>* warnings,
+                      std::string* error) {
+  P9_ASSIGN_OR_RETURN(MountPlan p, PlanMount(config, m, fds, warnings, error));
+  if (p.fs_name.empty()) return p9::Ok();
+  P9_ASSIGN_OR_RETURN(std::shared_ptr<vfs::Filesystem> f, MakeFs(p, m, spec, ns_slot.get(), error));
+  if (p.fs_name == "proc") {
+    // proc reads the mount table through a weak pointer; tie that slot to the fs object.
+    struct Holder : vfs::Filesystem {
+      std::shared_ptr<vfs::Filesystem> inner;
+      std::shared_ptr<std::weak_ptr<vfs::MountNamespace>> slot;
+      std::string type() const override { return inner->type(); }
+      std::shared_ptr<vfs::Inode> root() override { return inner->root(); }
+    };
+    auto h = std::make_shared<Holder>();
+    h->inner = f;
+    h->slot = ns_slot;
+    f = h;
+  }
+  std::vector<std::string> below = Subtargets(m.destination(), mounts);
+  if (!below.empty()) {
+    P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> t,
+                        fs::OverlayFs::Create(f, fs::MakeMountPointTree(below), false));
+    f = t;
+  }
+  vfs::MountFlags flags = MountFlagsOf(m.options(), nullptr);
+  if (p.use_overlay) {
+    // All writes go to the tmpfs upper; the bind mount below is only read.
+    P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> ov,
+                        fs::OverlayFs::Create(std::make_shared<fs::Tmpfs>(), f));
+    f = ov;
+  }
+  P9_RETURN_IF_ERROR(MkdirAll(ns, dest, error));
+  auto where = ns.Resolve(ns.root(), dest, true);
+  if (!where.has_value()) {
+    if (error) *error = "mount destination " + dest + ": " + where.error().name();
+    return where.error();
+  }
+  auto r = ns.MountAt(*where, f, flags, MountDevice(m));
+  if (!r.has_value()) {
+    if (error) *error = "mount at " + dest + ": " + r.error().name();
+    return r.error();
+  }
+  LOG(INFO) << "boot: mounted " << m.type() << " " << m.source() << " at " << dest;
+  return p9::Ok();
+}
+
+Result<void> AllConsumed(const FdDispenser& fds, std::string* error) {
+  if (fds.empty()) return p9::Ok();
+  if (error) {
+    *error = std::to_string(fds.remaining()) + " io fds not consumed (" +
+             std::to_string(fds.used()) + " used): the spec has fewer 9P mounts than fds given";
+  }
+  return Errno(EINVAL);
+}
+
+}  // namespace
+
+Result<BootResult> CreateMountNamespace(const p9fs::OciSpec& spec,
+                                        const p9fs::RuntimeConfig& config,
+                                        std::vector<int> io_fds, std::string* error) {
+  BootResult out;
+  FdDispenser fds(std::move(io_fds));
+  vfs::MountFlags root_flags;
+  root_flags.read_only = spec.root().readonly();
+  Mounts mounts = CompileMounts(spec, &out.warnings);
+  if (config.multi_container()) {
+    // A tmpfs where each child container's root is mounted (newer seed).
+    p9fs::OciMount c;
+    c.set_type("tmpfs");
+    c.set_destination(kChildContainersDir);
+    mounts.push_back(c);
+  }
+  P9_ASSIGN_OR_RETURN(std::shared_ptr<vfs::Filesystem> root,
+                      CreateRootFs(spec, config, mounts, fds, error));
   P9_ASSIGN_OR_RETURN(out.ns, vfs::MountNamespace::Create(root, root_flags, kRootDevice));
   auto ns_slot = std::make_shared<std::weak_ptr<vfs::MountNamespace>>(out.ns);
-
-  Mounts mounts = CompileMounts(spec, &out.warnings);
   for (const auto& m : mounts) {
-    P9_ASSIGN_OR_RETURN(MountPlan p, PlanMount(config, m, fds, &out.warnings, error));
-    if (p.fs_name.empty()) continue;
-    // The proc file system reads the mount table through a weak pointer owned here.
-    P9_ASSIGN_OR_RETURN(std::shared_ptr<vfs::Filesystem> f, MakeFs(p, m, spec, ns_slot.get(), error));
-    if (p.fs_name == "proc") {
-      // Keep the slot alive as long as the namespace: tie it to the file system object.
-      struct Holder : vfs::Filesystem {
-        std::shared_ptr<vfs::Filesystem> inner;
-        std::shared_ptr<std::weak_ptr<vfs::MountNamespace>> slot;
-        std::string type() const override { return inner->type(); }
-        std::shared_ptr<vfs::Inode> root() override { return inner->root(); }
-      };
-      auto h = std::make_shared<Holder>();
-      h->inner = f;
-      h->slot = ns_slot;
-      f = h;
-    }
-    std::vector<std::string> below = Subtargets(m.destination(), mounts);
-    if (!below.empty()) {
-      P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> t,
-                          fs::OverlayFs::Create(f, fs::MakeMountPointTree(below), false));
-      f = t;
-    }
-    vfs::MountFlags flags = MountFlagsOf(m.options(), nullptr);
-    if (p.use_overlay) {
-      // All writes go to the tmpfs upper; the bind mount below is only read.
-      P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> ov,
-                          fs::OverlayFs::Create(std::make_shared<fs::Tmpfs>(), f));
-      f = ov;
-    }
-    P9_RETURN_IF_ERROR(MkdirAll(*out.ns, m.destination(), error));
-    auto where = out.ns->Resolve(out.ns->root(), m.destination(), true);
-    if (!where.has_value()) {
-      if (error) *error = "mount destination " + m.destination() + ": " + where.error().name();
-      return where.error();
-    }
-    auto r = out.ns->MountAt(*where, f, flags, MountDevice(m));
-    if (!r.has_value()) {
-      if (error) *error = "mount at " + m.destination() + ": " + r.error().name();
-      return r.error();
-    }
-    LOG(INFO) << "boot: mounted " << m.type() << " " << m.source() << " at " << m.destination();
+    P9_RETURN_IF_ERROR(MountOne(*out.ns, ns_slot, spec, config, fds, m, mounts, m.destination(),
+                                &out.warnings, error));
   }
-  if (!fds.empty()) {
-    if (error) {
-      *error = std::to_string(fds.remaining()) + " io fds not consumed (" +
-               std::to_string(fds.used()) + " used): the spec has fewer 9P mounts than fds given";
-    }
+  P9_RETURN_IF_ERROR(AllConsumed(fds, error));
+  return out;
+}
+
+Result<vfs::VirtualDentry> CreateChildContainer(const std::shared_ptr<vfs::MountNamespace>& nsp,
+                                                const std::string& cid,
+                                                const p9fs::OciSpec& spec,
+                                                const p9fs::RuntimeConfig& config,
+                                                std::vector<int> io_fds,
+                                                std::vector<std::string>* warnings,
+                                                std::string* error) {
+  if (cid.empty() || cid == "." || cid == ".." || cid.find('/') != std::string::npos ||
+      cid.find('\0') != std::string::npos) {
+    if (error) *error = "invalid container id '" + cid + "'";
     return Errno(EINVAL);
   }
-  return out;
+  if (!config.multi_container()) {
+    if (error) *error = "child containers need multi_container";
+    return Errno(EINVAL);
+  }
+  vfs::MountNamespace& ns = *nsp;
+  std::string croot = std::string(kChildContainersDir) + "/" + cid;
+  if (ns.Resolve(ns.root(), croot, false).has_value()) {
+    if (error) *error = "container " + cid + " already exists";
+    return Errno(EEXIST);
+  }
+  FdDispenser fds(std::move(io_fds));
+  Mounts mounts = CompileMounts(spec, warnings);
+  P9_ASSIGN_OR_RETURN(std::shared_ptr<vfs::Filesystem> root,
+                      CreateRootFs(spec, config, mounts, fds, error));
+  P9_RETURN_IF_ERROR(MkdirAll(ns, croot, error));
+  P9_ASSIGN_OR_RETURN(vfs::VirtualDentry where, ns.Resolve(ns.root(), croot, false));
+  vfs::MountFlags rf;
+  rf.read_only = spec.root().readonly();
+  P9_RETURN_IF_ERROR(ns.MountAt(where, root, rf, std::string(kRootDevice) + cid));
+  // The child's mounts go below its root; its symlinks resolve from the sandbox root (as in
+  // the seed), so a child's absolute symlink on a destination path points outside it.
+  auto slot = std::make_shared<std::weak_ptr<vfs::MountNamespace>>(nsp);
+  for (const auto& m : mounts) {
+    P9_RETURN_IF_ERROR(MountOne(ns, slot, spec, config, fds, m, mounts,
+                                croot + CleanPath(m.destination()), warnings, error));
+  }
+  P9_RETURN_IF_ERROR(AllConsumed(fds, error));
+  return ns.Resolve(ns.root(), croot, false);
 }
 
 }  // namespace sentry::boot

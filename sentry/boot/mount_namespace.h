@@ -31,6 +31,21 @@ p9::Result<BootResult> CreateMountNamespace(const p9fs::OciSpec& spec,
                                             const p9fs::RuntimeConfig& config,
                                             std::vector<int> io_fds, std::string* error);
 
+// Where child containers' roots are mounted (multi_container).
+inline constexpr char kChildContainersDir[] = "/__runsc_containers__";
+
+// Sets up child container `cid` (multi_container, newer seed): its root over its own first io
+// fd at /__runsc_containers__/<cid>, its mounts below it from its remaining io fds. Returns
+// the child's root, where its process starts. EINVAL for a bad id or an fd mismatch, EEXIST
+// for an id in use.
+p9::Result<vfs::VirtualDentry> CreateChildContainer(const std::shared_ptr<vfs::MountNamespace>& nsp,
+                                                const std::string& cid,
+                                                    const p9fs::OciSpec& spec,
+                                                    const p9fs::RuntimeConfig& config,
+                                                    std::vector<int> io_fds,
+                                                    std::vector<std::string>* warnings,
+                                                    std::string* error);
+
 // Creates every missing directory of `path` through the namespace, following symlinks.
 p9::Result<void> MkdirAll(vfs::MountNamespace& ns, const std::string& path, std::string* error);
 

@@ -261,6 +261,48 @@ TEST_F(BootTest, CheckpointThenRestoreKeepsUpperLayerFiles) {
   EXPECT_THAT(err, HasSubstr("has none there"));
 }
 
+TEST_F(BootTest, ChildContainersLiveUnderTheContainersDir) {
+  hfs::create_directories(base_ / "child" / "etc");
+  std::ofstream(base_ / "child" / "etc" / "who") << "child";
+  hfs::create_directories(base_ / "childdata");
+  std::ofstream(base_ / "childdata" / "x") << "child data";
+  std::string err;
+  auto spec = ParseSpecJson(SpecJson(), &err);
+  p9fs::RuntimeConfig c;
+  c.set_file_access(p9fs::RuntimeConfig::SHARED);
+  c.set_multi_container(true);
+  auto r = CreateMountNamespace(*spec, c, AllFds(), &err);
+  ASSERT_TRUE(r.has_value()) << err;
+  ns_ = r->ns;
+  vfs_ = std::make_unique<vfs::Vfs>(ns_);
+  EXPECT_TRUE(vfs_->Stat(vfs_->root(), "/__runsc_containers__").has_value());
+  std::string b = base_.string();
+  auto child = ParseSpecJson(R"({"root": {"path": ")" + b + R"(/child"}, "mounts": [
+      {"destination": "/data", "type": "bind", "source": ")" + b + R"(/childdata"}]})", &err);
+  ASSERT_TRUE(child.has_value());
+  std::vector<std::string> warnings;
+  auto croot = CreateChildContainer(ns_, "c1", *child, c,
+                                    Gofer({{b + "/child", false}, {b + "/childdata", false}}),
+                                    &warnings, &err);
+  ASSERT_TRUE(croot.has_value()) << err;
+  EXPECT_EQ(Read("/__runsc_containers__/c1/etc/who"), "child");
+  EXPECT_EQ(Read("/__runsc_containers__/c1/data/x"), "child data");
+  EXPECT_TRUE(vfs_->Stat(vfs_->root(), "/__runsc_containers__/c1/proc/mounts").has_value());
+  EXPECT_TRUE(vfs_->Stat(vfs_->root(), "/__runsc_containers__/c1/dev/null").has_value());
+  // The child's process root: relative paths resolve inside it.
+  EXPECT_TRUE(vfs_->Stat(*croot, "etc/who").has_value());
+  EXPECT_EQ(ns_->PathOf(*croot), "/__runsc_containers__/c1");
+  // The parent is untouched.
+  EXPECT_EQ(Read("/etc/motd"), "welcome");
+  EXPECT_EQ(Err(CreateChildContainer(ns_, "c1", *child, c, {}, &warnings, &err)), Errno(EEXIST));
+  EXPECT_EQ(Err(CreateChildContainer(ns_, "../x", *child, c, {}, &warnings, &err)),
+            Errno(EINVAL));
+  EXPECT_EQ(Err(CreateChildContainer(ns_, "c2", *child, c, Gofer({{b + "/child", false}}),
+                                     &warnings, &err)),
+            Errno(EINVAL));
+  EXPECT_THAT(err, HasSubstr("no io fd left for bind mount /data"));
+}
+
 TEST_F(BootTest, IoFdMismatchesAreClearErrors) {
   std::string err;
   auto spec = ParseSpecJson(SpecJson(), &err);
