@@ -9,7 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
+#include <sys/stat.h>
 
 #include "gmock/gmock.h"
 #include "gofer/attach_point.h"
@@ -165,7 +167,24 @@ TEST_F(BootTest, WritesReachTheHostAndReadOnlyBindsRefuse) {
   EXPECT_EQ(Read("/data/host.txt"), "host side");
 }
 
+// path -> type, mode, size and contents of every file under the test's host tree.
+std::map<std::string, std::string> HostTree(const hfs::path& base) {
+  std::map<std::string, std::string> out;
+  for (auto& e : hfs::recursive_directory_iterator(base)) {
+    struct stat st;
+    if (lstat(e.path().c_str(), &st) != 0) continue;
+    std::string d = std::to_string(st.st_mode) + " " + std::to_string(st.st_size);
+    if (S_ISREG(st.st_mode)) {
+      std::ifstream in(e.path());
+      d += " " + std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    out[e.path().string()] = d;
+  }
+  return out;
+}
+
 TEST_F(BootTest, OverlayKeepsTheHostUnchanged) {
+  auto before = HostTree(base_);
   Boot(p9fs::RuntimeConfig::EXCLUSIVE, true, AllFds());
   ASSERT_TRUE(Write("/etc/motd", "changed").has_value());
   ASSERT_TRUE(Write("/data/d.txt", "changed too").has_value());
@@ -181,6 +200,10 @@ TEST_F(BootTest, OverlayKeepsTheHostUnchanged) {
   EXPECT_EQ(Host("secrets/token"), "s3cret");
   EXPECT_FALSE(hfs::exists(base_ / "root" / "newdir"));
   EXPECT_EQ(Err(Write("/ro/x", "no")), Errno(EROFS)) << "read-only binds stay read-only";
+  ASSERT_TRUE(vfs_->Rename(vfs_->root(), "/etc/motd", "/etc/motd2").has_value());
+  ASSERT_TRUE(vfs_->Link(vfs_->root(), "/etc/motd2", "/etc/motd3").has_value());
+  ASSERT_TRUE(vfs_->Truncate(vfs_->root(), "/etc/motd3", 1).has_value());
+  EXPECT_TRUE(HostTree(base_) == before) << "the host tree changed";
 }
 
 TEST_F(BootTest, DirectAccessServesTheSameTree) {

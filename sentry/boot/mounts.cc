@@ -170,11 +170,8 @@ std::string MountDevice(const p9fs::OciMount& m) {
 std::string P9MountOptions(const p9fs::RuntimeConfig& config, int fd) {
   std::string s = "trans=fd,rfdno=" + std::to_string(fd) + ",wfdno=" + std::to_string(fd) +
                   ",privateunixsocket=true";
-  if (config.file_access() == p9fs::RuntimeConfig::SHARED) {
-    s += ",cache=remote_revalidating";
-  } else {
-    s += ",cache=fscache";
-  }
+  // Only shared access names a policy; exclusive access takes the 9p default (fscache).
+  if (config.file_access() == p9fs::RuntimeConfig::SHARED) s += ",cache=remote_revalidating";
   return s;
 }
 

@@ -53,8 +53,8 @@ std::vector<std::string> Subtargets(const std::string& root, const Mounts& mount
 inline constexpr char kRootDevice[] = "9pfs-/";
 std::string MountDevice(const p9fs::OciMount& m);
 
-// The 9P mount data for io fd `fd`: cache=remote_revalidating for shared access, fscache for
-// exclusive access.
+// The 9P mount data for io fd `fd`: cache=remote_revalidating for shared access only;
+// exclusive access leaves the 9p default (fscache), as the seeds do.
 std::string P9MountOptions(const p9fs::RuntimeConfig& config, int fd);
 
 // Hands out io fds in mount order; running out is an error, never a crash.

@@ -116,6 +116,22 @@ TEST_F(VfsTest, SymlinksAreFollowedWithALimit) {
   EXPECT_EQ(Err(vfs_->Stat(root_, "/dangling")), Errno(ENOENT));
 }
 
+TEST_F(VfsTest, NameLengthsAndTrailingSlashes) {
+  std::string n255(255, 'n');
+  Write("/" + n255, "long");
+  EXPECT_EQ(Read("/" + n255), "long");
+  EXPECT_EQ(Err(vfs_->Stat(root_, "/" + std::string(256, 'n'))), Errno(ENAMETOOLONG));
+  EXPECT_EQ(Err(vfs_->Mkdir(root_, "/" + std::string(256, 'd'), 0755)), Errno(ENAMETOOLONG));
+  ASSERT_TRUE(vfs_->Mkdir(root_, "/dir/", 0755).has_value()) << "trailing slash on mkdir";
+  EXPECT_TRUE(vfs_->Stat(root_, "/dir/").has_value());
+  EXPECT_TRUE(vfs_->Stat(root_, "/dir//.//").has_value());
+  EXPECT_EQ(Err(vfs_->Stat(root_, "/" + n255 + "/")), Errno(ENOTDIR));
+  ASSERT_TRUE(vfs_->Symlink(root_, "dir", "/dl").has_value());
+  EXPECT_TRUE(S_ISDIR(vfs_->Stat(root_, "/dl/", false)->mode)) << "a trailing slash follows";
+  ASSERT_TRUE(vfs_->Rmdir(root_, "/dir/").has_value());
+  EXPECT_EQ(Err(vfs_->Stat(root_, "/dl/")), Errno(ENOENT)) << "dangling now";
+}
+
 TEST_F(VfsTest, RelativeResolutionFromADirectory) {
   ASSERT_TRUE(vfs_->Mkdir(root_, "/a", 0755).has_value());
   ASSERT_TRUE(vfs_->Mkdir(root_, "/a/b", 0755).has_value());

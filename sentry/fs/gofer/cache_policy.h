@@ -15,7 +15,7 @@ enum class CachePolicy {
   //  - file data goes through the donated host fd (no sentry page cache), so host writes are
   //    seen at once.
   kRemoteRevalidating,
-  // cache=fscache: for exclusive access (only this sandbox changes the tree).
+  // cache=fscache (the default): for exclusive access (only this sandbox changes the tree).
   //  - trusts cached dentries: a name looked up once is not walked again;
   //  - caches negative lookups (a name found missing stays missing until we create it);
   //  - caches directory listings (dropped when we change the directory);

@@ -298,6 +298,9 @@ TEST(GoferMountOptionsTest, ParsesRunscOptionsAndRejectsBadOnes) {
   EXPECT_EQ(o->rfd, 5);
   EXPECT_TRUE(o->private_unix_socket);
   EXPECT_EQ(o->cache, CachePolicy::kRemoteRevalidating);
+  auto d = ParseGoferMountOptions("trans=fd,rfdno=5,wfdno=5", &err);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->cache, CachePolicy::kFscache) << "the default policy";
   struct Bad {
     const char* data;
     const char* msg;

@@ -14,7 +14,7 @@ struct GoferMountOptions {
   int rfd = -1;
   int wfd = -1;
   bool private_unix_socket = false;
-  CachePolicy cache = CachePolicy::kRemoteRevalidating;
+  CachePolicy cache = CachePolicy::kFscache;  // The default when cache= is absent.
   std::string aname;
   uint32_t msize = 1u << 20;
 };

@@ -207,6 +207,26 @@ TEST_F(OverlayTest, HardLinkOfALowerFile) {
   EXPECT_EQ(vfs_->Stat(root_, "/a_link")->nlink, 2u);
 }
 
+TEST_F(OverlayTest, UnlinkWhileOpen) {
+  // A lower file opened for reading keeps its data after the name is deleted.
+  auto lo = vfs_->Open(root_, "/a", O_RDONLY);
+  ASSERT_TRUE(lo.has_value());
+  ASSERT_TRUE(vfs_->Unlink(root_, "/a").has_value());
+  char buf[16];
+  auto n = (*lo)->ReadAt(buf, 0);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(std::string(buf, *n), "lower a");
+  // A copied-up file opened for writing keeps working after unlink.
+  auto up = vfs_->Open(root_, "/d1/d2/f", O_RDWR);
+  ASSERT_TRUE(up.has_value());
+  ASSERT_TRUE(vfs_->Unlink(root_, "/d1/d2/f").has_value());
+  EXPECT_EQ(Err(vfs_->Stat(root_, "/d1/d2/f")), Errno(ENOENT));
+  ASSERT_TRUE((*up)->WriteAt(std::span<const char>("!!", 2), 4).has_value());
+  n = (*up)->ReadAt(buf, 0);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(std::string(buf, *n), "deep!!");
+}
+
 TEST_F(OverlayTest, TruncateAndCreateExclusive) {
   ASSERT_TRUE(vfs_->Truncate(root_, "/d1/d2/f", 2).has_value());
   EXPECT_EQ(Get(*vfs_, "/d1/d2/f"), "de");
