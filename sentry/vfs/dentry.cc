@@ -21,6 +21,12 @@ std::string Dentry::name() const {
   return name_;
 }
 
+std::shared_ptr<Dentry> Dentry::Cached(const std::string& name) const {
+  std::lock_guard l(mu_);
+  auto it = children_.find(name);
+  return it == children_.end() ? nullptr : it->second.lock();
+}
+
 Result<std::shared_ptr<Dentry>> Dentry::Child(const std::string& name) {
   std::shared_ptr<Dentry> cached;
   {

@@ -34,6 +34,8 @@ class Dentry : public std::enable_shared_from_this<Dentry> {
   // The child `name`: from the cache when the directory allows (or revalidates) it, else
   // looked up in the file system.
   Result<std::shared_ptr<Dentry>> Child(const std::string& name);
+  // The cached child `name`, without asking the file system; null if none.
+  std::shared_ptr<Dentry> Cached(const std::string& name) const;
   // Records a child just created by the VFS.
   std::shared_ptr<Dentry> AddChild(const std::string& name, std::shared_ptr<Inode> inode,
                                    uint32_t type);

@@ -31,6 +31,9 @@ class OpenFile {
   // Directory entries after cookie `offset` (0: from the start), in a stable order.
   virtual Result<std::vector<DirEntry>> Readdir(uint64_t offset) { (void)offset; return Errno(ENOTDIR); }
   virtual Result<void> Fsync() { return p9::Ok(); }
+  // What close(2) owes: writes back data the file system holds for this file (a write-back
+  // cache), so that the next opener and the host see it, without asking for durability.
+  virtual Result<void> Flush() { return p9::Ok(); }
   // A host fd for direct I/O, if the file system has one (9P with fd donation); else -1.
   virtual int host_fd() const { return -1; }
 };

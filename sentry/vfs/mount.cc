@@ -107,7 +107,13 @@ Result<VirtualDentry> MountNamespace::Walk(VirtualDentry cur, std::string_view p
       continue;
     }
     if (c.size() > 255) return Errno(ENAMETOOLONG);
-    P9_ASSIGN_OR_RETURN(std::shared_ptr<Dentry> child, cur.dentry->Child(c));
+    // A mount point is the sandbox's own configuration: it is kept without revalidation, so
+    // what is mounted there stays reachable whatever happens to the tree below it (a host
+    // change, a dead gofer).
+    std::shared_ptr<Dentry> child = cur.dentry->Cached(c);
+    if (!child || !MountedOn(cur.mount.get(), child.get())) {
+      P9_ASSIGN_OR_RETURN(child, cur.dentry->Child(c));
+    }
     VirtualDentry next = Enter(VirtualDentry{cur.mount, child});
     if (next.dentry->type() == S_IFLNK && (!last || follow_last)) {
       if (++*symlinks > kMaxSymlinks) return Errno(ELOOP);

@@ -28,6 +28,10 @@ Result<size_t> FileHandle::WriteAt(std::span<const char> src, uint64_t off) {
 
 Result<Attr> Vfs::Stat(const VirtualDentry& cwd, std::string_view path, bool follow) {
   P9_ASSIGN_OR_RETURN(VirtualDentry vd, ns_->Resolve(cwd, path, follow));
+  return StatAt(vd);
+}
+
+Result<Attr> Vfs::StatAt(const VirtualDentry& vd) {
   P9_ASSIGN_OR_RETURN(Attr a, vd.dentry->inode()->GetAttr());
   a.dev = vd.mount->id;
   return a;
@@ -57,6 +61,10 @@ Result<std::unique_ptr<FileHandle>> Vfs::Open(const VirtualDentry& cwd, std::str
   } else {
     P9_ASSIGN_OR_RETURN(vd, ns_->Resolve(cwd, path, !(flags & O_NOFOLLOW)));
   }
+  return OpenAt(vd, flags);
+}
+
+Result<std::unique_ptr<FileHandle>> Vfs::OpenAt(const VirtualDentry& vd, int flags) {
   if (vd.dentry->type() == S_IFLNK) return Errno(ELOOP);  // O_NOFOLLOW on a symlink.
   if ((flags & O_DIRECTORY) && !vd.dentry->is_dir()) return Errno(ENOTDIR);
   if (vd.dentry->is_dir() && WantsWrite(flags)) return Errno(EISDIR);
@@ -111,6 +119,10 @@ Result<void> Vfs::Symlink(const VirtualDentry& cwd, std::string_view target,
 
 Result<std::string> Vfs::Readlink(const VirtualDentry& cwd, std::string_view path) {
   P9_ASSIGN_OR_RETURN(VirtualDentry vd, ns_->Resolve(cwd, path, false));
+  return ReadlinkAt(vd);
+}
+
+Result<std::string> Vfs::ReadlinkAt(const VirtualDentry& vd) {
   if (vd.dentry->type() != S_IFLNK) return Errno(EINVAL);
   return vd.dentry->inode()->Readlink();
 }
@@ -120,7 +132,12 @@ Result<void> Vfs::Link(const VirtualDentry& cwd, std::string_view oldpath,
   P9_ASSIGN_OR_RETURN(VirtualDentry old, ns_->Resolve(cwd, oldpath, false));
   if (old.dentry->is_dir()) return Errno(EPERM);
   P9_ASSIGN_OR_RETURN(auto pn, ns_->ResolveParent(cwd, newpath));
-  auto& [parent, name] = pn;
+  return LinkAt(old, pn.first, pn.second);
+}
+
+Result<void> Vfs::LinkAt(const VirtualDentry& old, const VirtualDentry& parent,
+                         const std::string& name) {
+  if (old.dentry->is_dir()) return Errno(EPERM);
   P9_RETURN_IF_ERROR(CreatableName(name));
   if (parent.mount != old.mount) return Errno(EXDEV);
   P9_RETURN_IF_ERROR(Writable(parent));
@@ -133,8 +150,11 @@ Result<void> Vfs::Rename(const VirtualDentry& cwd, std::string_view oldpath,
                          std::string_view newpath) {
   P9_ASSIGN_OR_RETURN(auto op, ns_->ResolveParent(cwd, oldpath));
   P9_ASSIGN_OR_RETURN(auto np, ns_->ResolveParent(cwd, newpath));
-  auto& [oldparent, oldname] = op;
-  auto& [newparent, newname] = np;
+  return RenameAt(op.first, op.second, np.first, np.second);
+}
+
+Result<void> Vfs::RenameAt(const VirtualDentry& oldparent, const std::string& oldname,
+                           const VirtualDentry& newparent, const std::string& newname) {
   if (oldname.empty() || oldname == "." || oldname == ".." || newname.empty() ||
       newname == "." || newname == "..") {
     return Errno(oldname.empty() || newname.empty() ? EBUSY : EINVAL);
@@ -187,6 +207,10 @@ Result<void> Vfs::Rmdir(const VirtualDentry& cwd, std::string_view path) {
 Result<void> Vfs::SetAttr(const VirtualDentry& cwd, std::string_view path,
                           const SetAttrRequest& req, bool follow) {
   P9_ASSIGN_OR_RETURN(VirtualDentry vd, ns_->Resolve(cwd, path, follow));
+  return SetAttrAt(vd, req);
+}
+
+Result<void> Vfs::SetAttrAt(const VirtualDentry& vd, const SetAttrRequest& req) {
   P9_RETURN_IF_ERROR(Writable(vd));
   if ((req.mask & SetAttrRequest::kSize) && vd.dentry->is_dir()) return Errno(EISDIR);
   return vd.dentry->inode()->SetAttr(req);
@@ -201,8 +225,10 @@ Result<void> Vfs::Truncate(const VirtualDentry& cwd, std::string_view path, uint
 
 Result<FsStat> Vfs::StatFs(const VirtualDentry& cwd, std::string_view path) {
   P9_ASSIGN_OR_RETURN(VirtualDentry vd, ns_->Resolve(cwd, path, true));
-  return vd.dentry->inode()->StatFs();
+  return StatFsAt(vd);
 }
+
+Result<FsStat> Vfs::StatFsAt(const VirtualDentry& vd) { return vd.dentry->inode()->StatFs(); }
 
 Result<std::vector<DirEntry>> Vfs::ListDir(const VirtualDentry& cwd, std::string_view path) {
   P9_ASSIGN_OR_RETURN(auto h, Open(cwd, path, O_RDONLY | O_DIRECTORY));
@@ -219,17 +245,30 @@ Result<std::vector<DirEntry>> Vfs::ListDir(const VirtualDentry& cwd, std::string
 Result<std::string> Vfs::GetXattr(const VirtualDentry& cwd, std::string_view path,
                                   const std::string& name) {
   P9_ASSIGN_OR_RETURN(VirtualDentry vd, ns_->Resolve(cwd, path, true));
+  return GetXattrAt(vd, name);
+}
+
+Result<std::string> Vfs::GetXattrAt(const VirtualDentry& vd, const std::string& name) {
   return vd.dentry->inode()->GetXattr(name);
 }
 
 Result<std::vector<std::string>> Vfs::ListXattr(const VirtualDentry& cwd, std::string_view path) {
   P9_ASSIGN_OR_RETURN(VirtualDentry vd, ns_->Resolve(cwd, path, true));
+  return ListXattrAt(vd);
+}
+
+Result<std::vector<std::string>> Vfs::ListXattrAt(const VirtualDentry& vd) {
   return vd.dentry->inode()->ListXattr();
 }
 
 Result<void> Vfs::SetXattr(const VirtualDentry& cwd, std::string_view path,
                            const std::string& name, const std::string& value, int flags) {
   P9_ASSIGN_OR_RETURN(VirtualDentry vd, ns_->Resolve(cwd, path, true));
+  return SetXattrAt(vd, name, value, flags);
+}
+
+Result<void> Vfs::SetXattrAt(const VirtualDentry& vd, const std::string& name,
+                             const std::string& value, int flags) {
   P9_RETURN_IF_ERROR(Writable(vd));
   return vd.dentry->inode()->SetXattr(name, value, flags);
 }
@@ -237,6 +276,10 @@ Result<void> Vfs::SetXattr(const VirtualDentry& cwd, std::string_view path,
 Result<void> Vfs::RemoveXattr(const VirtualDentry& cwd, std::string_view path,
                               const std::string& name) {
   P9_ASSIGN_OR_RETURN(VirtualDentry vd, ns_->Resolve(cwd, path, true));
+  return RemoveXattrAt(vd, name);
+}
+
+Result<void> Vfs::RemoveXattrAt(const VirtualDentry& vd, const std::string& name) {
   P9_RETURN_IF_ERROR(Writable(vd));
   return vd.dentry->inode()->RemoveXattr(name);
 }

@@ -61,6 +61,23 @@ class Vfs {
                         const std::string& value, int flags);
   Result<void> RemoveXattr(const VirtualDentry& cwd, std::string_view path,
                            const std::string& name);
+  // The same operations on a location already resolved, for a frontend that keeps its own
+  // handles on dentries (FUSE node ids). The location may be unlinked (a file still open).
+  Result<Attr> StatAt(const VirtualDentry& vd);
+  Result<std::unique_ptr<FileHandle>> OpenAt(const VirtualDentry& vd, int flags);
+  Result<void> SetAttrAt(const VirtualDentry& vd, const SetAttrRequest& req);
+  Result<std::string> ReadlinkAt(const VirtualDentry& vd);
+  Result<FsStat> StatFsAt(const VirtualDentry& vd);
+  Result<void> LinkAt(const VirtualDentry& old, const VirtualDentry& newparent,
+                      const std::string& newname);
+  Result<void> RenameAt(const VirtualDentry& oldparent, const std::string& oldname,
+                        const VirtualDentry& newparent, const std::string& newname);
+  Result<std::string> GetXattrAt(const VirtualDentry& vd, const std::string& name);
+  Result<std::vector<std::string>> ListXattrAt(const VirtualDentry& vd);
+  Result<void> SetXattrAt(const VirtualDentry& vd, const std::string& name,
+                          const std::string& value, int flags);
+  Result<void> RemoveXattrAt(const VirtualDentry& vd, const std::string& name);
+
   // Mounts `fs` at `path` (which must exist).
   Result<void> MountAt(std::string_view path, std::shared_ptr<Filesystem> fs, MountFlags flags,
                        std::string source);

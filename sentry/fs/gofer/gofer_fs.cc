@@ -66,7 +66,7 @@ class GoferFile : public OpenFile {
         flags_(flags) {}
   ~GoferFile() override {
     // Close writes back what this file may have left dirty; an error here has no caller to
-    // report to (close(2) through FUSE flushes with Fsync first), so it is logged.
+    // report to (close(2) through FUSE calls Flush first), so it is logged.
     if (cache_ && writable()) {
       auto r = cache_->Flush(BackendWrite());
       if (!r.has_value()) LOG(ERROR) << "9p: write-back on close failed: " << r.error();
@@ -93,6 +93,10 @@ class GoferFile : public OpenFile {
       return p9::Ok();
     }
     return fid_.Fsync();
+  }
+  Result<void> Flush() override {
+    if (cache_ && writable()) return cache_->Flush(BackendWrite());
+    return p9::Ok();
   }
   int host_fd() const override { return cache_ ? -1 : fid_.donated_fd(); }
 

@@ -1,0 +1,672 @@
+#include "sentry/fuse/fuse_server.h"
+
+#include <fuse3/fuse_lowlevel.h>
+#include <sys/statvfs.h>
+
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "glog/logging.h"
+
+namespace sentry::fuse {
+
+using p9::Errno;
+using p9::Result;
+using vfs::VirtualDentry;
+
+namespace {
+
+// One kernel node id.
+struct Node {
+  VirtualDentry vd;
+  uint64_t nlookup = 0;  // Guarded by Impl::mu.
+};
+
+// What fi->fh points to.
+struct Handle {
+  std::unique_ptr<vfs::FileHandle> h;
+  // Directories: every entry, listed when the kernel reads from offset 0; offsets given to
+  // the kernel are index+1, so they stay valid however the directory changes meanwhile.
+  std::mutex mu;
+  std::vector<vfs::DirEntry> entries;  // Guarded by mu.
+  bool listed = false;                 // Guarded by mu.
+};
+
+Handle* HandleOf(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+
+// A dead gofer is an I/O error to the workload, as with the kernel's 9p client.
+int ReplyErrno(Errno e) {
+  switch (e.value()) {
+    case ECONNRESET:
+    case EPIPE:
+    case ENOTCONN:
+      return EIO;
+  }
+  return e.value();
+}
+
+}  // namespace
+
+struct FuseServer::Impl {
+  std::shared_ptr<vfs::Vfs> vfs;
+  FuseOptions options;
+  fuse_session* se = nullptr;
+  bool mounted = false;
+
+  mutable std::mutex mu;
+  std::unordered_map<fuse_ino_t, std::shared_ptr<Node>> nodes;            // Guarded by mu.
+  std::map<std::pair<const vfs::Mount*, const vfs::Dentry*>, fuse_ino_t> ids;  // Guarded by mu.
+  fuse_ino_t next_id = FUSE_ROOT_ID + 1;                                   // Guarded by mu.
+
+  // Open handles, so those the kernel never released (a RELEASE still queued at unmount)
+  // are freed with the server and do not pin the file systems.
+  std::mutex handles_mu;
+  std::unordered_map<Handle*, std::unique_ptr<Handle>> handles;  // Guarded by handles_mu.
+
+  Handle* NewHandle(std::unique_ptr<vfs::FileHandle> h) {
+    auto hd = std::make_unique<Handle>();
+    hd->h = std::move(h);
+    Handle* raw = hd.get();
+    std::lock_guard l(handles_mu);
+    handles.emplace(raw, std::move(hd));
+    return raw;
+  }
+  void DropHandle(Handle* hd) {
+    std::unique_ptr<Handle> dropped;  // Destroyed outside the lock: it may write back.
+    std::lock_guard l(handles_mu);
+    auto it = handles.find(hd);
+    if (it == handles.end()) return;
+    dropped = std::move(it->second);
+    handles.erase(it);
+  }
+
+  std::mutex ino_mu;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> inos;  // Guarded by ino_mu.
+  uint64_t next_ino = 2;                                   // Guarded by ino_mu. 1 is the root.
+
+  static Impl& Of(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req)); }
+
+  std::shared_ptr<Node> Get(fuse_ino_t ino) {
+    std::lock_guard l(mu);
+    auto it = nodes.find(ino);
+    return it == nodes.end() ? nullptr : it->second;
+  }
+
+  // The node id for `vd`, its lookup count raised by one.
+  fuse_ino_t Ref(const VirtualDentry& vd) {
+    std::lock_guard l(mu);
+    auto key = std::make_pair(vd.mount.get(), vd.dentry.get());
+    auto it = ids.find(key);
+    if (it != ids.end()) {
+      nodes[it->second]->nlookup++;
+      return it->second;
+    }
+    fuse_ino_t id = next_id++;
+    auto n = std::make_shared<Node>();
+    n->vd = vd;
+    n->nlookup = 1;
+    nodes.emplace(id, std::move(n));
+    ids.emplace(key, id);
+    return id;
+  }
+
+  void Forget(fuse_ino_t ino, uint64_t count) {
+    if (ino == FUSE_ROOT_ID) return;
+    std::shared_ptr<Node> dropped;  // Released outside mu: it may free a dentry chain.
+    std::lock_guard l(mu);
+    auto it = nodes.find(ino);
+    if (it == nodes.end()) return;
+    Node& n = *it->second;
+    n.nlookup = count >= n.nlookup ? 0 : n.nlookup - count;
+    if (n.nlookup == 0) {
+      ids.erase(std::make_pair(n.vd.mount.get(), n.vd.dentry.get()));
+      dropped = std::move(it->second);
+      nodes.erase(it);
+    }
+  }
+
+  uint64_t MapIno(uint64_t mount_id, uint64_t ino, bool is_root) {
+    if (is_root) return FUSE_ROOT_ID;
+    std::lock_guard l(ino_mu);
+    auto [it, fresh] = inos.try_emplace({mount_id, ino}, 0);
+    if (fresh) it->second = next_ino++;
+    return it->second;
+  }
+
+  struct stat ToStat(const VirtualDentry& vd, const vfs::Attr& a) {
+    struct stat st{};
+    bool is_root = vd == vfs->root();
+    st.st_ino = MapIno(vd.mount->id, a.ino, is_root);
+    st.st_mode = a.mode;
+    st.st_nlink = a.nlink;
+    st.st_uid = a.uid;
+    st.st_gid = a.gid;
+    st.st_rdev = a.rdev;
+    st.st_size = static_cast<off_t>(a.size);
+    st.st_blksize = static_cast<blksize_t>(a.blksize);
+    st.st_blocks = static_cast<blkcnt_t>(a.blocks);
+    st.st_atim = a.atime;
+    st.st_mtim = a.mtime;
+    st.st_ctim = a.ctime;
+    return st;
+  }
+
+  double Timeout(const VirtualDentry& vd) const {
+    return vd.dentry->inode()->CacheLookups() ? options.cache_timeout : 0.0;
+  }
+
+  // Replies with the entry for `vd` (just looked up or created under `parent`).
+  // Returns the node id given to the kernel, or 0 after replying with an error.
+  fuse_ino_t ReplyEntry(fuse_req_t req, const VirtualDentry& parent, const VirtualDentry& vd,
+                        fuse_file_info* create_fi) {
+    auto a = vfs->StatAt(vd);
+    if (!a.has_value()) {
+      fuse_reply_err(req, ReplyErrno(a.error()));
+      return 0;
+    }
+    fuse_entry_param e{};
+    e.ino = Ref(vd);
+    e.generation = 0;
+    e.attr = ToStat(vd, *a);
+    e.entry_timeout = Timeout(parent);
+    e.attr_timeout = Timeout(vd);
+    int rc = create_fi ? fuse_reply_create(req, &e, create_fi) : fuse_reply_entry(req, &e);
+    if (rc != 0) Forget(e.ino, 1);  // The kernel never saw it (interrupted).
+    return e.ino;
+  }
+
+  // The child `name` of `parent` just created by the VFS, as an entry reply.
+  void ReplyCreated(fuse_req_t req, const VirtualDentry& parent, const char* name) {
+    auto vd = vfs->ns().Resolve(parent, name, false);
+    if (!vd.has_value()) {
+      fuse_reply_err(req, ReplyErrno(vd.error()));
+      return;
+    }
+    ReplyEntry(req, parent, *vd, nullptr);
+  }
+};
+
+namespace {
+
+using Impl = FuseServer::Impl;
+
+void Err(fuse_req_t req, Errno e) { fuse_reply_err(req, ReplyErrno(e)); }
+
+#define NODE_OR_REPLY(var, ino)                  \
+  std::shared_ptr<Node> var = impl.Get(ino);     \
+  if (!var) {                                    \
+    fuse_reply_err(req, ESTALE);                 \
+    return;                                      \
+  }
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  auto* impl = static_cast<Impl*>(userdata);
+  if (conn->max_write > impl->options.max_io || conn->max_write == 0) {
+    conn->max_write = impl->options.max_io;
+  }
+  if (conn->max_read == 0 || conn->max_read > impl->options.max_io) conn->max_read = impl->options.max_io;
+  // Writes go through our own write path (the 9p page cache, or the donated fd); the
+  // kernel's write-back cache would hide errors until close.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(p, parent);
+  if (impl.options.debug) VLOG(1) << "fuse: lookup " << parent << " " << name;
+  auto vd = impl.vfs->ns().Resolve(p->vd, name, false);
+  if (!vd.has_value()) {
+    if (vd.error() == Errno(ENOENT) && impl.Timeout(p->vd) > 0) {
+      // A negative entry the kernel may keep: nothing changes this name behind our back.
+      fuse_entry_param e{};
+      e.ino = 0;
+      e.entry_timeout = impl.Timeout(p->vd);
+      fuse_reply_entry(req, &e);
+      return;
+    }
+    Err(req, vd.error());
+    return;
+  }
+  impl.ReplyEntry(req, p->vd, *vd, nullptr);
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Impl::Of(req).Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  Impl& impl = Impl::Of(req);
+  for (size_t i = 0; i < count; ++i) impl.Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto a = impl.vfs->StatAt(n->vd);
+  if (!a.has_value()) return Err(req, a.error());
+  struct stat st = impl.ToStat(n->vd, *a);
+  fuse_reply_attr(req, &st, impl.Timeout(n->vd));
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+               fuse_file_info*) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  vfs::SetAttrRequest r;
+  using S = vfs::SetAttrRequest;
+  if (to_set & FUSE_SET_ATTR_MODE) r.mask |= S::kMode, r.mode = attr->st_mode & 07777;
+  if (to_set & FUSE_SET_ATTR_UID) r.mask |= S::kUid, r.uid = attr->st_uid;
+  if (to_set & FUSE_SET_ATTR_GID) r.mask |= S::kGid, r.gid = attr->st_gid;
+  if (to_set & FUSE_SET_ATTR_SIZE) r.mask |= S::kSize, r.size = static_cast<uint64_t>(attr->st_size);
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+    r.mask |= S::kAtimeNow;
+  } else if (to_set & FUSE_SET_ATTR_ATIME) {
+    r.mask |= S::kAtime, r.atime = attr->st_atim;
+  }
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+    r.mask |= S::kMtimeNow;
+  } else if (to_set & FUSE_SET_ATTR_MTIME) {
+    r.mask |= S::kMtime, r.mtime = attr->st_mtim;
+  }
+  if (r.mask != 0) {
+    auto s = impl.vfs->SetAttrAt(n->vd, r);
+    if (!s.has_value()) return Err(req, s.error());
+  }
+  auto a = impl.vfs->StatAt(n->vd);
+  if (!a.has_value()) return Err(req, a.error());
+  struct stat st = impl.ToStat(n->vd, *a);
+  fuse_reply_attr(req, &st, impl.Timeout(n->vd));
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto t = impl.vfs->ReadlinkAt(n->vd);
+  if (!t.has_value()) return Err(req, t.error());
+  fuse_reply_readlink(req, t->c_str());
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(p, parent);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto r = impl.vfs->Mknod(p->vd, name, mode, rdev, ctx->uid, ctx->gid);
+  if (!r.has_value()) return Err(req, r.error());
+  impl.ReplyCreated(req, p->vd, name);
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(p, parent);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto r = impl.vfs->Mkdir(p->vd, name, mode, ctx->uid, ctx->gid);
+  if (!r.has_value()) return Err(req, r.error());
+  impl.ReplyCreated(req, p->vd, name);
+}
+
+void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(p, parent);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto r = impl.vfs->Symlink(p->vd, target, name, ctx->uid, ctx->gid);
+  if (!r.has_value()) return Err(req, r.error());
+  impl.ReplyCreated(req, p->vd, name);
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(p, parent);
+  auto r = impl.vfs->Unlink(p->vd, name);
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(p, parent);
+  auto r = impl.vfs->Rmdir(p->vd, name);
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  Impl& impl = Impl::Of(req);
+  // RENAME_NOREPLACE and RENAME_EXCHANGE cannot be made atomic over 9P; callers (mv) fall
+  // back to plain rename on EINVAL.
+  if (flags != 0) return Err(req, Errno(EINVAL));
+  NODE_OR_REPLY(p, parent);
+  NODE_OR_REPLY(np, newparent);
+  auto r = impl.vfs->RenameAt(p->vd, name, np->vd, newname);
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  NODE_OR_REPLY(np, newparent);
+  auto r = impl.vfs->LinkAt(n->vd, np->vd, newname);
+  if (!r.has_value()) return Err(req, r.error());
+  impl.ReplyCreated(req, np->vd, newname);
+}
+
+int OpenFlags(int flags) { return flags & ~(O_CREAT | O_EXCL | O_NOCTTY); }
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto h = impl.vfs->OpenAt(n->vd, OpenFlags(fi->flags));
+  if (!h.has_value()) return Err(req, h.error());
+  Handle* hd = impl.NewHandle(std::move(*h));
+  fi->fh = reinterpret_cast<uint64_t>(hd);
+  // Cached file systems keep the kernel's page cache across opens; others start afresh so
+  // host-side changes are seen at open (close-to-open consistency).
+  fi->keep_cache = impl.Timeout(n->vd) > 0;
+  if (fuse_reply_open(req, fi) != 0) impl.DropHandle(hd);
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(p, parent);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto h = impl.vfs->Open(p->vd, name, OpenFlags(fi->flags) | O_CREAT | (fi->flags & O_EXCL),
+                          mode, ctx->uid, ctx->gid);
+  if (!h.has_value()) return Err(req, h.error());
+  VirtualDentry at = (*h)->at;
+  Handle* hd = impl.NewHandle(std::move(*h));
+  fi->fh = reinterpret_cast<uint64_t>(hd);
+  fi->keep_cache = impl.Timeout(at) > 0;
+  if (impl.ReplyEntry(req, p->vd, at, fi) == 0) impl.DropHandle(hd);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Handle* hd = HandleOf(fi);
+  thread_local std::vector<char> buf;
+  if (buf.size() < size) buf.resize(size);
+  auto n = hd->h->ReadAt(std::span<char>(buf.data(), size), static_cast<uint64_t>(off));
+  if (!n.has_value()) return Err(req, n.error());
+  fuse_reply_buf(req, buf.data(), *n);
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off,
+             fuse_file_info* fi) {
+  Handle* hd = HandleOf(fi);
+  auto n = hd->h->WriteAt(std::span<const char>(data, size), static_cast<uint64_t>(off));
+  if (!n.has_value()) return Err(req, n.error());
+  fuse_reply_write(req, *n);
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  auto r = HandleOf(fi)->h->file->Flush();
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Impl::Of(req).DropHandle(HandleOf(fi));
+  fuse_reply_err(req, 0);
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  auto r = HandleOf(fi)->h->file->Fsync();
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto h = impl.vfs->OpenAt(n->vd, O_RDONLY | O_DIRECTORY);
+  if (!h.has_value()) return Err(req, h.error());
+  Handle* hd = impl.NewHandle(std::move(*h));
+  fi->fh = reinterpret_cast<uint64_t>(hd);
+  fi->cache_readdir = 0;
+  if (fuse_reply_open(req, fi) != 0) impl.DropHandle(hd);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Impl& impl = Impl::Of(req);
+  Handle* hd = HandleOf(fi);
+  std::lock_guard l(hd->mu);
+  if (off == 0 || !hd->listed) {
+    std::vector<vfs::DirEntry> all;
+    uint64_t cookie = 0;
+    for (;;) {
+      auto ents = hd->h->file->Readdir(cookie);
+      if (!ents.has_value()) return Err(req, ents.error());
+      if (ents->empty()) break;
+      cookie = ents->back().offset;
+      for (auto& e : *ents) {
+        if (e.name == "." || e.name == "..") continue;
+        all.push_back(std::move(e));
+      }
+    }
+    const VirtualDentry& at = hd->h->at;
+    for (auto& e : all) e.ino = impl.MapIno(at.mount->id, e.ino, false);
+    // "." and "..": readdir(3) hides entries with d_ino 0, so both carry a real number
+    // ("..": the directory's own where the parent is another mount's; only find -noleaf
+    // style tools look, and they stat anyway).
+    uint64_t self = FUSE_ROOT_ID;
+    if (auto a = impl.vfs->StatAt(at); a.has_value()) self = impl.ToStat(at, *a).st_ino;
+    all.insert(all.begin(), vfs::DirEntry{"..", self, 4, 0});
+    all.insert(all.begin(), vfs::DirEntry{".", self, 4, 0});
+    hd->entries = std::move(all);
+    hd->listed = true;
+  }
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(off); i < hd->entries.size(); ++i) {
+    const vfs::DirEntry& e = hd->entries[i];
+    struct stat st{};
+    st.st_ino = e.ino;
+    st.st_mode = static_cast<mode_t>(e.type) << 12;
+    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
+                                    static_cast<off_t>(i + 1));
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Impl::Of(req).DropHandle(HandleOf(fi));
+  fuse_reply_err(req, 0);
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  auto r = HandleOf(fi)->h->file->Fsync();
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto s = impl.vfs->StatFsAt(n->vd);
+  if (!s.has_value()) return Err(req, s.error());
+  struct statvfs v{};
+  v.f_bsize = s->bsize;
+  v.f_frsize = s->bsize;
+  v.f_blocks = s->blocks;
+  v.f_bfree = s->bfree;
+  v.f_bavail = s->bavail;
+  v.f_files = s->files;
+  v.f_ffree = s->ffree;
+  v.f_favail = s->ffree;
+  v.f_namemax = s->namelen;
+  fuse_reply_statfs(req, &v);
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                size_t size, int flags) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto r = impl.vfs->SetXattrAt(n->vd, name, std::string(value, size), flags);
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+}
+
+// getxattr/listxattr: size 0 asks for the length; a value longer than `size` is ERANGE.
+void ReplySized(fuse_req_t req, const std::string& v, size_t size) {
+  if (size == 0) {
+    fuse_reply_xattr(req, v.size());
+  } else if (v.size() > size) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, v.data(), v.size());
+  }
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto v = impl.vfs->GetXattrAt(n->vd, name);
+  if (!v.has_value()) return Err(req, v.error());
+  ReplySized(req, *v, size);
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto names = impl.vfs->ListXattrAt(n->vd);
+  if (!names.has_value()) return Err(req, names.error());
+  std::string all;
+  for (const auto& s : *names) all.append(s).push_back('\0');
+  ReplySized(req, all, size);
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  auto r = impl.vfs->RemoveXattrAt(n->vd, name);
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops o{};
+  o.init = OpInit;
+  o.lookup = OpLookup;
+  o.forget = OpForget;
+  o.forget_multi = OpForgetMulti;
+  o.getattr = OpGetattr;
+  o.setattr = OpSetattr;
+  o.readlink = OpReadlink;
+  o.mknod = OpMknod;
+  o.mkdir = OpMkdir;
+  o.symlink = OpSymlink;
+  o.unlink = OpUnlink;
+  o.rmdir = OpRmdir;
+  o.rename = OpRename;
+  o.link = OpLink;
+  o.open = OpOpen;
+  o.create = OpCreate;
+  o.read = OpRead;
+  o.write = OpWrite;
+  o.flush = OpFlush;
+  o.release = OpRelease;
+  o.fsync = OpFsync;
+  o.opendir = OpOpendir;
+  o.readdir = OpReaddir;
+  o.releasedir = OpReleasedir;
+  o.fsyncdir = OpFsyncdir;
+  o.statfs = OpStatfs;
+  o.setxattr = OpSetxattr;
+  o.getxattr = OpGetxattr;
+  o.listxattr = OpListxattr;
+  o.removexattr = OpRemovexattr;
+  return o;
+}();
+
+}  // namespace
+
+Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<vfs::Vfs> v,
+                                                      const std::string& mountpoint,
+                                                      const FuseOptions& options,
+                                                      std::string* error) {
+  std::unique_ptr<FuseServer> s(new FuseServer());
+  s->impl_ = std::make_unique<Impl>();
+  Impl& impl = *s->impl_;
+  impl.vfs = std::move(v);
+  impl.options = options;
+  {
+    auto root = std::make_shared<Node>();
+    root->vd = impl.vfs->root();
+    root->nlookup = 1;
+    impl.nodes.emplace(FUSE_ROOT_ID, std::move(root));
+  }
+  // nosuid and nodev are libfuse's defaults and stay: set-id bits and device nodes of the
+  // served trees give the workload nothing. The kernel checks permissions from our modes.
+  std::string opts = "allow_other,default_permissions,fsname=" + options.fsname +
+                     ",subtype=sentry,max_read=" + std::to_string(options.max_io);
+  std::vector<std::string> argv_s = {"sentry", "-o", opts};
+  if (options.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  impl.se = fuse_session_new(&args, &kOps, sizeof(kOps), &impl);
+  if (impl.se == nullptr) {
+    if (error) *error = "fuse: cannot create a session (bad options?)";
+    return Errno(EINVAL);
+  }
+  if (fuse_session_mount(impl.se, mountpoint.c_str()) != 0) {
+    if (error) *error = "fuse: cannot mount at " + mountpoint + " (is /dev/fuse there, are we root?)";
+    fuse_session_destroy(impl.se);
+    impl.se = nullptr;
+    return Errno(EPERM);
+  }
+  impl.mounted = true;
+  return s;
+}
+
+void FuseServer::Start() {
+  if (started_) return;
+  started_ = true;
+  loop_ = std::thread([this] {
+    fuse_loop_config cfg{};
+    cfg.clone_fd = 0;
+    cfg.max_idle_threads = 16;
+    int rc = fuse_session_loop_mt(impl_->se, &cfg);
+    if (rc != 0) VLOG(1) << "fuse: loop ended with " << rc;
+    std::lock_guard l(done_mu_);
+    done_ = true;
+    done_cv_.notify_all();
+  });
+}
+
+bool FuseServer::Stop(int timeout_ms) {
+  if (stopped_) return true;
+  stopped_ = true;
+  if (impl_->se == nullptr) return true;
+  fuse_session_exit(impl_->se);
+  if (impl_->mounted) {
+    fuse_session_unmount(impl_->se);
+    impl_->mounted = false;
+  }
+  if (!started_) return true;
+  std::unique_lock l(done_mu_);
+  bool ended = done_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), [this] { return done_; });
+  l.unlock();
+  if (ended) {
+    loop_.join();
+  } else {
+    LOG(WARNING) << "fuse: the session loop did not end in " << timeout_ms << " ms";
+    loop_.detach();
+  }
+  return ended;
+}
+
+FuseServer::~FuseServer() {
+  bool ended = Stop();
+  // A loop still running uses the session: leave both to the process's end.
+  if (ended && impl_ && impl_->se != nullptr) {
+    fuse_session_destroy(impl_->se);
+  } else if (impl_) {
+    (void)impl_.release();
+  }
+}
+
+size_t FuseServer::live_nodes() const {
+  std::lock_guard l(impl_->mu);
+  return impl_->nodes.size() - 1;
+}
+
+}  // namespace sentry::fuse

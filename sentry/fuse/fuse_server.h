@@ -1,0 +1,89 @@
+// The kernel frontend: the sentry VFS served to the host kernel over FUSE (libfuse3 low-level
+// API), so unmodified programs can run on the sandbox's mount namespace.
+//
+// Node ids: the kernel names files by node id. Each node id holds one VirtualDentry (mount +
+// dentry), so the dentry, its inode and its ancestors live while the kernel remembers the
+// node, and the same dentry always gets the same node id. Node ids are freed when the
+// kernel's lookup count drops to zero (FORGET). st_ino is mapped from (mount, inode number)
+// to a number unique in this FUSE mount, so hard links keep one st_ino and files of different
+// mounts never share one.
+//
+// Caching in the kernel follows the file system's policy: a directory whose file system
+// caches lookups (every change goes through this sandbox: tmpfs, 9p under fscache) lets the
+// kernel keep names, negative lookups, attributes and page cache for `cache_timeout`; one
+// that revalidates (9p under remote_revalidating) gets timeouts of 0, so every path walk and
+// stat comes back to us and reaches the gofer, and each open drops the kernel's page cache.
+//
+// Errors keep the VFS errno, except that a dead gofer connection (ECONNRESET, EPIPE,
+// ENOTCONN) is reported as EIO, as the kernel's own 9p client does.
+//
+// Threads: the session loop runs on libfuse's worker pool; every handler may run
+// concurrently. mu_ guards the node table and ino_mu_ the st_ino map; neither is held while
+// calling the VFS. A directory handle's snapshot is guarded by its own mutex.
+#ifndef SENTRY_FUSE_FUSE_SERVER_H_
+#define SENTRY_FUSE_FUSE_SERVER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "p9/result.h"
+#include "sentry/vfs/vfs.h"
+
+struct fuse_session;
+
+namespace sentry::fuse {
+
+struct FuseOptions {
+  // Seconds the kernel may trust names and attributes of file systems that cache.
+  double cache_timeout = 60.0;
+  // Largest read/write the kernel sends in one request.
+  uint32_t max_io = 1 << 20;
+  // Name shown in /proc/mounts.
+  std::string fsname = "sentry";
+  // Log every request (glog, VLOG(1) level is enough to see them).
+  bool debug = false;
+};
+
+class FuseServer {
+ public:
+  // Mounts the namespace of `vfs` at `mountpoint` (an existing empty directory). The caller
+  // must be root in its mount namespace. Nothing is served until Start().
+  static p9::Result<std::unique_ptr<FuseServer>> Mount(std::shared_ptr<vfs::Vfs> vfs,
+                                                       const std::string& mountpoint,
+                                                       const FuseOptions& options,
+                                                       std::string* error);
+  ~FuseServer();  // Stop(), then frees the session.
+
+  // Serves requests on libfuse's worker threads; returns at once.
+  void Start();
+  // Unmounts (lazily: the kernel tears the connection down once no process uses the mount)
+  // and waits up to `timeout_ms` for the loop to end. False if it did not end in time (the
+  // loop thread is then left to die with the process).
+  bool Stop(int timeout_ms = 5000);
+
+  // Node ids the kernel still holds, the root excluded (tests check FORGET frees them).
+  size_t live_nodes() const;
+
+  // Internal: what the libfuse callbacks reach through the request's user data.
+  struct Impl;
+
+ private:
+  FuseServer() = default;
+  std::unique_ptr<Impl> impl_;
+  std::thread loop_;
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  bool done_ = false;   // Guarded by done_mu_.
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace sentry::fuse
+
+#endif  // SENTRY_FUSE_FUSE_SERVER_H_

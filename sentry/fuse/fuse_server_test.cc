@@ -1,0 +1,320 @@
+// The FUSE frontend under real syscalls: a FUSE mount (in this test's private mount
+// namespace) of a sentry VFS whose root is 9p over our gofer (in process, real socketpair,
+// real temp tree), with a tmpfs and a read-only tmpfs mounted inside. Run for the shared
+// (remote_revalidating) and exclusive (fscache) policies.
+#include "sentry/fuse/fuse_server.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gofer/attach_point.h"
+#include "gtest/gtest.h"
+#include "p9/server.h"
+#include "p9/socket_util.h"
+#include "sentry/fs/gofer/gofer_fs.h"
+#include "sentry/fs/tmpfs/tmpfs.h"
+
+namespace sentry::fuse {
+namespace {
+
+namespace hfs = std::filesystem;
+using fs::CachePolicy;
+
+// Before any thread exists (unshare(CLONE_NEWNS) only moves the calling thread): a private
+// mount namespace, so our FUSE mounts are never seen by the host and vanish with us.
+const bool kPrivateMounts = [] {
+  if (unshare(CLONE_NEWNS) != 0) return false;
+  return mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+}();
+
+std::string Slurp(const hfs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class FuseServerTest : public ::testing::TestWithParam<CachePolicy> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(kPrivateMounts) << "needs root: unshare(CLONE_NEWNS) failed";
+    char host[] = "/tmp/fuse_test_host.XXXXXX";
+    ASSERT_NE(mkdtemp(host), nullptr);
+    host_ = host;
+    char mnt[] = "/tmp/fuse_test_mnt.XXXXXX";
+    ASSERT_NE(mkdtemp(mnt), nullptr);
+    mnt_ = mnt;
+    hfs::create_directories(host_ / "sub");
+    hfs::create_directories(host_ / "t");
+    hfs::create_directories(host_ / "ro");
+    std::ofstream(host_ / "hello") << "hello host";
+
+    auto ap = gofer::AttachPoint::Open(host_.string(), false, nullptr);
+    ASSERT_TRUE(ap.has_value());
+    attacher_ = gofer::HostAttacher::ForOne(*ap);
+    server_ = std::make_unique<p9::Server>(*attacher_, p9::ServerOptions{.threads = 2});
+    auto pair = p9::SocketPair();
+    ASSERT_TRUE(pair.has_value());
+    server_->AddConnection(std::move(pair->second));
+    int fd = pair->first.release();
+    std::string data = "trans=fd,rfdno=" + std::to_string(fd) + ",wfdno=" + std::to_string(fd) +
+                       ",cache=" + fs::CachePolicyName(GetParam());
+    std::string error;
+    auto g = fs::GoferFs::Mount(data, &error);
+    ASSERT_TRUE(g.has_value()) << error;
+    auto ns = vfs::MountNamespace::Create(*g, {}, "9pfs-/");
+    ASSERT_TRUE(ns.has_value());
+    vfs_ = std::make_shared<vfs::Vfs>(*ns);
+    ASSERT_TRUE(vfs_->MountAt("/t", std::make_shared<fs::Tmpfs>(), {}, "none").has_value());
+    ASSERT_TRUE(vfs_->MountAt("/ro", std::make_shared<fs::Tmpfs>(), {.read_only = true}, "none")
+                    .has_value());
+    auto s = FuseServer::Mount(vfs_, mnt_.string(), {}, &error);
+    ASSERT_TRUE(s.has_value()) << error;
+    fuse_ = std::move(*s);
+    fuse_->Start();
+  }
+  void TearDown() override {
+    if (fuse_) EXPECT_TRUE(fuse_->Stop());
+    fuse_.reset();
+    vfs_.reset();
+    if (server_) EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+    server_.reset();
+    hfs::remove_all(host_);
+    rmdir(mnt_.c_str());
+  }
+  hfs::path M(const std::string& rel) const { return mnt_ / rel; }
+
+  hfs::path host_, mnt_;
+  std::unique_ptr<gofer::HostAttacher> attacher_;
+  std::unique_ptr<p9::Server> server_;
+  std::shared_ptr<vfs::Vfs> vfs_;
+  std::unique_ptr<FuseServer> fuse_;
+};
+
+TEST_P(FuseServerTest, ReadsHostFileAndListsRoot) {
+  EXPECT_EQ(Slurp(M("hello")), "hello host");
+  std::set<std::string> names;
+  for (const auto& e : hfs::directory_iterator(mnt_)) names.insert(e.path().filename());
+  EXPECT_EQ(names, (std::set<std::string>{"hello", "sub", "t", "ro"}));
+}
+
+TEST_P(FuseServerTest, WritesReachTheHostByClose) {
+  {
+    std::ofstream out(M("sub/new"));
+    out << "written through fuse";
+  }
+  EXPECT_EQ(Slurp(host_ / "sub/new"), "written through fuse");
+  // Append, then truncate through the fd.
+  int fd = open(M("sub/new").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "!", 1), 1);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_EQ(Slurp(host_ / "sub/new"), "written through fuse!");
+  ASSERT_EQ(truncate(M("sub/new").c_str(), 7), 0);
+  EXPECT_EQ(Slurp(host_ / "sub/new"), "written");
+  struct stat st;
+  ASSERT_EQ(stat(M("sub/new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 7);
+}
+
+TEST_P(FuseServerTest, NamespaceOperations) {
+  ASSERT_EQ(mkdir(M("sub/d").c_str(), 0750), 0);
+  struct stat st;
+  ASSERT_EQ(stat((host_ / "sub/d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  ASSERT_EQ(symlink("../hello", M("sub/link").c_str()), 0);
+  char buf[64] = {};
+  ASSERT_EQ(readlink(M("sub/link").c_str(), buf, sizeof(buf)), 8);
+  EXPECT_STREQ(buf, "../hello");
+  EXPECT_EQ(Slurp(M("sub/link")), "hello host");  // The kernel follows it through us.
+  ASSERT_EQ(rename(M("hello").c_str(), M("sub/d/moved").c_str()), 0);
+  EXPECT_TRUE(hfs::exists(host_ / "sub/d/moved"));
+  EXPECT_FALSE(hfs::exists(host_ / "hello"));
+  EXPECT_EQ(Slurp(M("sub/d/moved")), "hello host");
+  // Hard links share st_ino, and that differs from every other file's.
+  ASSERT_EQ(link(M("sub/d/moved").c_str(), M("sub/hard").c_str()), 0);
+  struct stat a, b, c;
+  ASSERT_EQ(stat(M("sub/d/moved").c_str(), &a), 0);
+  ASSERT_EQ(stat(M("sub/hard").c_str(), &b), 0);
+  ASSERT_EQ(stat(M("sub/d").c_str(), &c), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  EXPECT_EQ(a.st_nlink, 2u);
+  EXPECT_NE(a.st_ino, c.st_ino);
+  ASSERT_EQ(unlink(M("sub/hard").c_str()), 0);
+  EXPECT_EQ(rmdir(M("sub/d").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  ASSERT_EQ(unlink(M("sub/d/moved").c_str()), 0);
+  ASSERT_EQ(rmdir(M("sub/d").c_str()), 0);
+  EXPECT_FALSE(hfs::exists(host_ / "sub/d"));
+  EXPECT_EQ(stat(M("sub/d").c_str(), &st), -1);
+  EXPECT_EQ(errno, ENOENT);
+  ASSERT_EQ(mkfifo(M("sub/fifo").c_str(), 0600), 0);
+  ASSERT_EQ(lstat((host_ / "sub/fifo").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  ASSERT_EQ(chmod(M("sub/fifo").c_str(), 0640), 0);
+  ASSERT_EQ(lstat((host_ / "sub/fifo").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+}
+
+TEST_P(FuseServerTest, UnlinkedOpenFileKeepsWorking) {
+  int fd = open(M("sub/tmp").c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(unlink(M("sub/tmp").c_str()), 0);
+  ASSERT_EQ(pwrite(fd, "abcdef", 6, 0), 6);
+  ASSERT_EQ(ftruncate(fd, 4), 0);
+  char buf[8] = {};
+  ASSERT_EQ(pread(fd, buf, sizeof(buf), 0), 4);
+  EXPECT_STREQ(buf, "abcd");
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 4);
+  EXPECT_EQ(close(fd), 0);
+}
+
+TEST_P(FuseServerTest, LargeFileRoundTrip) {
+  std::string data(3 * 1024 * 1024 + 17, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 131) ^ (i >> 9));
+  {
+    std::ofstream out(M("t/big"), std::ios::binary);
+    out << data;
+  }
+  EXPECT_EQ(Slurp(M("t/big")), data);
+  {
+    std::ofstream out(M("sub/big"), std::ios::binary);
+    out << data;
+  }
+  EXPECT_EQ(Slurp(host_ / "sub/big"), data);
+  EXPECT_EQ(Slurp(M("sub/big")), data);
+}
+
+TEST_P(FuseServerTest, ReaddirOfManyEntriesIsComplete) {
+  for (int i = 0; i < 1000; ++i) std::ofstream(M("t/f" + std::to_string(i)));
+  DIR* d = opendir(M("t").c_str());
+  ASSERT_NE(d, nullptr);
+  std::set<std::string> seen;
+  int dots = 0;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") {
+      ++dots;
+      continue;
+    }
+    EXPECT_TRUE(seen.insert(n).second) << "duplicate " << n;
+  }
+  closedir(d);
+  EXPECT_EQ(dots, 2);
+  EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST_P(FuseServerTest, MountRulesHold) {
+  int fd = open(M("ro/x").c_str(), O_WRONLY | O_CREAT, 0644);
+  EXPECT_EQ(fd, -1);
+  EXPECT_EQ(errno, EROFS);
+  EXPECT_EQ(mkdir(M("ro/d").c_str(), 0755), -1);
+  EXPECT_EQ(errno, EROFS);
+  std::ofstream(M("t/a")) << "a";
+  EXPECT_EQ(rename(M("t/a").c_str(), M("sub/a").c_str()), -1);
+  EXPECT_EQ(errno, EXDEV);
+  EXPECT_EQ(link(M("t/a").c_str(), M("sub/a").c_str()), -1);
+  EXPECT_EQ(errno, EXDEV);
+  EXPECT_EQ(rmdir(M("t").c_str()), -1);
+  EXPECT_EQ(errno, EBUSY);
+  // Files in different mounts never share st_ino, even with equal inode numbers below.
+  std::set<ino_t> inos;
+  for (const char* p : {"t", "ro", "sub", "hello", "t/a"}) {
+    struct stat st;
+    ASSERT_EQ(stat(M(p).c_str(), &st), 0) << p;
+    EXPECT_TRUE(inos.insert(st.st_ino).second) << p;
+  }
+}
+
+TEST_P(FuseServerTest, XattrsAndStatfs) {
+  std::ofstream(M("sub/x")) << "x";
+  ASSERT_EQ(setxattr(M("sub/x").c_str(), "user.k", "value", 5, 0), 0);
+  char buf[32] = {};
+  EXPECT_EQ(getxattr(M("sub/x").c_str(), "user.k", nullptr, 0), 5);
+  EXPECT_EQ(getxattr(M("sub/x").c_str(), "user.k", buf, sizeof(buf)), 5);
+  EXPECT_STREQ(buf, "value");
+  EXPECT_EQ(getxattr(M("sub/x").c_str(), "user.k", buf, 2), -1);
+  EXPECT_EQ(errno, ERANGE);
+  char host_buf[32] = {};
+  EXPECT_EQ(getxattr((host_ / "sub/x").c_str(), "user.k", host_buf, sizeof(host_buf)), 5);
+  ASSERT_EQ(removexattr(M("sub/x").c_str(), "user.k"), 0);
+  EXPECT_EQ(getxattr(M("sub/x").c_str(), "user.k", buf, sizeof(buf)), -1);
+  EXPECT_EQ(errno, ENODATA);
+  struct statvfs v;
+  ASSERT_EQ(statvfs(mnt_.c_str(), &v), 0);
+  struct statvfs h;
+  ASSERT_EQ(statvfs(host_.c_str(), &h), 0);
+  EXPECT_EQ(v.f_blocks * v.f_frsize, h.f_blocks * h.f_frsize);
+}
+
+TEST_P(FuseServerTest, HostChangesSeenWhenShared) {
+  EXPECT_EQ(Slurp(M("hello")), "hello host");
+  std::ofstream(host_ / "hello") << "changed on the host";
+  std::ofstream(host_ / "sub/born") << "new";
+  if (GetParam() == CachePolicy::kRemoteRevalidating) {
+    EXPECT_EQ(Slurp(M("hello")), "changed on the host");
+    EXPECT_TRUE(hfs::exists(M("sub/born")));
+    hfs::remove(host_ / "sub/born");
+    EXPECT_FALSE(hfs::exists(M("sub/born")));
+  } else {
+    // fscache (exclusive access) promises nothing about changes behind its back; it must
+    // still serve what it has without error.
+    EXPECT_FALSE(Slurp(M("hello")).empty());
+  }
+}
+
+TEST_P(FuseServerTest, ForgottenNodesAreFreed) {
+  for (int i = 0; i < 50; ++i) std::ofstream(M("t/n" + std::to_string(i))) << i;
+  struct stat st;
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(stat(M("t/n" + std::to_string(i)).c_str(), &st), 0);
+  size_t before = fuse_->live_nodes();
+  EXPECT_GE(before, 50u);
+  // Ask the kernel to drop unused dentries and inodes: it sends FORGET for each.
+  for (int tries = 0; tries < 50 && fuse_->live_nodes() >= before; ++tries) {
+    std::ofstream("/proc/sys/vm/drop_caches") << "2";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_LT(fuse_->live_nodes(), before - 40);
+}
+
+TEST_P(FuseServerTest, DeadGoferIsEio) {
+  std::ofstream(M("sub/f")) << "x";
+  server_->Stop();  // Closes every connection: the sandbox's gofer is gone.
+  int fd = open(M("sub/never").c_str(), O_WRONLY | O_CREAT, 0644);
+  EXPECT_EQ(fd, -1);
+  EXPECT_EQ(errno, EIO);
+  struct stat st;
+  if (GetParam() == CachePolicy::kRemoteRevalidating) {
+    EXPECT_EQ(stat(M("sub/f").c_str(), &st), -1);
+    EXPECT_EQ(errno, EIO);
+  }
+  if (GetParam() == CachePolicy::kFscache) {
+    // The in-memory mount still works where the kernel need not ask the dead root for the
+    // attributes of the path to it (under remote_revalidating every traversal of the root
+    // asks for them, and gets EIO, as with the kernel's own 9p client).
+    std::ofstream(M("t/alive")) << "yes";
+    EXPECT_EQ(Slurp(M("t/alive")), "yes");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, FuseServerTest,
+                         ::testing::Values(CachePolicy::kRemoteRevalidating, CachePolicy::kFscache),
+                         [](const auto& info) { return std::string(fs::CachePolicyName(info.param)); });
+
+}  // namespace
+}  // namespace sentry::fuse
