@@ -79,7 +79,8 @@ Result<std::unique_ptr<p9::File>> HostAttacher::Attach(const std::string& aname,
   struct stat st;
   if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return p9::LastErrno();
   return std::unique_ptr<p9::File>(
-      std::make_unique<HostFile>(ap, std::move(ufd), st, p9::UniqueFd(), "", n_uname));
+      std::make_unique<HostFile>(ap, std::make_shared<const p9::UniqueFd>(std::move(ufd)), st,
+                                 nullptr, "", n_uname));
 }
 
 }  // namespace gofer

@@ -447,6 +447,32 @@ TEST_P(GoferRwTest, DisconnectReleasesEveryHostFd) {
   EXPECT_LE(OpenFdCount(), before);
 }
 
+TEST_P(GoferRwTest, WalkedFidsCostOneHostFdPerFile) {
+  // A sandbox keeps a fid per dentry it caches; the gofer must not spend more than one host
+  // fd on each (clones share it, siblings share their parent's).
+  ClientFile d = Walk("dir");
+  for (int i = 0; i < 100; ++i) WriteFile(root_dir_ / "dir" / ("f" + std::to_string(i)), "x");
+  size_t before = OpenFdCount();
+  std::vector<ClientFile> fids;
+  for (int i = 0; i < 100; ++i) {
+    auto f = d.Walk({"f" + std::to_string(i)});
+    ASSERT_TRUE(f.has_value()) << f.error();
+    fids.push_back(std::move(*f));
+    auto c = fids.back().Walk({});  // A clone: no fd at all.
+    ASSERT_TRUE(c.has_value());
+    fids.push_back(std::move(*c));
+  }
+  EXPECT_LE(OpenFdCount(), before + 100 + 2);
+  // Renames and removals through a fid whose parent fd is shared still act on the right
+  // names.
+  ASSERT_TRUE(fids[0].Rename(d, "renamed").has_value());
+  EXPECT_TRUE(fs::exists(root_dir_ / "dir" / "renamed"));
+  EXPECT_FALSE(fs::exists(root_dir_ / "dir" / "f0"));
+  ASSERT_TRUE(fids[2].Remove().has_value());
+  EXPECT_FALSE(fs::exists(root_dir_ / "dir" / "f1"));
+  EXPECT_TRUE(fs::exists(root_dir_ / "dir" / "f2"));
+}
+
 // ---- Escapes -----------------------------------------------------------------------------
 
 TEST_P(GoferTest, SymlinksAreNeverFollowed) {

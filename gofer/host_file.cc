@@ -69,8 +69,8 @@ std::string ProcFdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 }  // namespace
 
-HostFile::HostFile(std::shared_ptr<AttachPoint> ap, UniqueFd fd, const struct stat& st,
-                   UniqueFd parent, std::string name, uint32_t uid)
+HostFile::HostFile(std::shared_ptr<AttachPoint> ap, SharedFd fd, const struct stat& st,
+                   SharedFd parent, std::string name, uint32_t uid)
     : ap_(std::move(ap)),
       fd_(std::move(fd)),
       type_(st.st_mode & S_IFMT),
@@ -89,31 +89,28 @@ int HostFile::open_fd() const {
   return open_.get();
 }
 
-std::string HostFile::ProcPath() const { return ProcFdPath(fd_.get()); }
+std::string HostFile::ProcPath() const { return ProcFdPath(fd_->get()); }
 
 Result<p9::WalkResult> HostFile::Walk(std::span<const std::string> names) {
   p9::WalkResult w;
   if (names.empty()) {
-    P9_ASSIGN_OR_RETURN(UniqueFd fd, Dup(fd_.get()));
-    P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd.get()));
-    UniqueFd parent;
+    P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd_->get()));
+    SharedFd parent;
     std::string name;
     {
       std::lock_guard l(mu_);
-      if (parent_.valid()) {
-        P9_ASSIGN_OR_RETURN(parent, Dup(parent_.get()));
-      }
+      parent = parent_;
       name = name_;
     }
-    w.file = std::make_unique<HostFile>(ap_, std::move(fd), st, std::move(parent), name, uid_);
+    w.file = std::make_unique<HostFile>(ap_, fd_, st, std::move(parent), name, uid_);
     return w;
   }
-  UniqueFd parent;
-  P9_ASSIGN_OR_RETURN(UniqueFd cur, Dup(fd_.get()));
+  SharedFd parent;
+  SharedFd cur = fd_;
   struct stat st;
   for (size_t i = 0; i < names.size(); ++i) {
     // openat on a non-directory O_PATH fd fails with ENOTDIR: a symlink is never crossed.
-    auto next = OpenPath(cur.get(), names[i]);
+    auto next = OpenPath(cur->get(), names[i]);
     if (!next.has_value()) {
       if (i == 0) return next.error();
       w.qids.shrink_to_fit();
@@ -127,7 +124,7 @@ Result<p9::WalkResult> HostFile::Walk(std::span<const std::string> names) {
     st = *s;
     w.qids.push_back(MakeQid(ap_->qids(), st));
     parent = std::move(cur);
-    cur = std::move(*next);
+    cur = std::make_shared<const UniqueFd>(std::move(*next));
   }
   w.file = std::make_unique<HostFile>(ap_, std::move(cur), st, std::move(parent), names.back(),
                                       uid_);
@@ -142,7 +139,7 @@ Result<p9::Rgetattr> HostFile::GetAttr(uint64_t request_mask) {
   struct statx sx;
   int ofd = open_fd();
   // The opened fd still works after unlink; the O_PATH fd does too, but prefer the open one.
-  int fd = ofd >= 0 ? ofd : fd_.get();
+  int fd = ofd >= 0 ? ofd : fd_->get();
   if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, want, &sx) != 0) return LastErrno();
   struct stat st {};
   st.st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
@@ -184,7 +181,7 @@ Result<void> HostFile::SetAttr(const p9::Tsetattr& a) {
   if (a.valid & (sa::kUid | sa::kGid)) {
     uid_t uid = (a.valid & sa::kUid) ? a.uid : static_cast<uid_t>(-1);
     gid_t gid = (a.valid & sa::kGid) ? a.gid : static_cast<gid_t>(-1);
-    if (fchownat(fd_.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    if (fchownat(fd_->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
       return LastErrno();
     }
   }
@@ -233,9 +230,9 @@ Result<void> HostFile::SetAttr(const p9::Tsetattr& a) {
     int rc;
     if (type_ == S_IFLNK) {
       std::lock_guard l(mu_);
-      if (!parent_.valid()) return Errno(EINVAL);
+      if (!(parent_ != nullptr)) return Errno(EINVAL);
       P9_RETURN_IF_ERROR(CheckLocation());
-      rc = utimensat(parent_.get(), name_.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+      rc = utimensat(parent_->get(), name_.c_str(), ts, AT_SYMLINK_NOFOLLOW);
     } else {
       rc = utimensat(AT_FDCWD, ProcPath().c_str(), ts, 0);
     }
@@ -303,7 +300,7 @@ Result<std::vector<p9::Dirent>> HostFile::Readdir(uint64_t offset, uint32_t coun
   int fd = open_fd();
   if (fd < 0) return Errno(EBADF);
   if (type_ != S_IFDIR) return Errno(ENOTDIR);
-  P9_ASSIGN_OR_RETURN(struct stat dst, StatFd(fd_.get()));
+  P9_ASSIGN_OR_RETURN(struct stat dst, StatFd(fd_->get()));
   std::lock_guard l(dir_mu_);
   // Cookies are the host's d_off values: stable across calls, as getdents64 defines them.
   if (lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) return LastErrno();
@@ -347,13 +344,13 @@ void HostFile::Chown(int dirfd, const std::string& name, uint32_t gid) {
 
 Result<std::unique_ptr<HostFile>> HostFile::Child(const std::string& name, UniqueFd fd) {
   P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd.get()));
-  P9_ASSIGN_OR_RETURN(UniqueFd parent, Dup(fd_.get()));
-  return std::make_unique<HostFile>(ap_, std::move(fd), st, std::move(parent), name, uid_);
+  return std::make_unique<HostFile>(ap_, std::make_shared<const UniqueFd>(std::move(fd)), st, fd_,
+                                    name, uid_);
 }
 
 Result<p9::Qid> HostFile::ChildQid(const std::string& name) {
   struct stat st;
-  if (fstatat(fd_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
+  if (fstatat(fd_->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
   return MakeQid(ap_->qids(), st);
 }
 
@@ -363,11 +360,11 @@ Result<p9::CreateResult> HostFile::Create(const std::string& name, uint32_t flag
   P9_RETURN_IF_ERROR(CheckWritable());
   if (type_ != S_IFDIR) return Errno(ENOTDIR);
   int hflags = HostOpenFlags(flags) & ~O_DIRECTORY;
-  int fd = ::openat(fd_.get(), name.c_str(), hflags | O_CREAT | O_EXCL | O_NOFOLLOW,
+  int fd = ::openat(fd_->get(), name.c_str(), hflags | O_CREAT | O_EXCL | O_NOFOLLOW,
                     mode & 07777);
   if (fd < 0) return LastErrno();
   UniqueFd ofd(fd);
-  Chown(fd_.get(), name, gid);
+  Chown(fd_->get(), name, gid);
   // The O_PATH fd for the new file comes from the opened one: same inode, no second lookup.
   int pfd = ::open(ProcFdPath(fd).c_str(), O_PATH | O_CLOEXEC);
   if (pfd < 0) return LastErrno();
@@ -388,8 +385,8 @@ Result<p9::CreateResult> HostFile::Create(const std::string& name, uint32_t flag
 Result<p9::Qid> HostFile::Mkdir(const std::string& name, uint32_t mode, uint32_t gid) {
   if (!SafeName(name)) return Errno(EINVAL);
   P9_RETURN_IF_ERROR(CheckWritable());
-  if (mkdirat(fd_.get(), name.c_str(), mode & 07777) != 0) return LastErrno();
-  Chown(fd_.get(), name, gid);
+  if (mkdirat(fd_->get(), name.c_str(), mode & 07777) != 0) return LastErrno();
+  Chown(fd_->get(), name, gid);
   return ChildQid(name);
 }
 
@@ -398,8 +395,8 @@ Result<p9::Qid> HostFile::Symlink(const std::string& name, const std::string& ta
   if (!SafeName(name)) return Errno(EINVAL);
   P9_RETURN_IF_ERROR(CheckWritable());
   // The target is stored, never followed by the gofer.
-  if (symlinkat(target.c_str(), fd_.get(), name.c_str()) != 0) return LastErrno();
-  Chown(fd_.get(), name, gid);
+  if (symlinkat(target.c_str(), fd_->get(), name.c_str()) != 0) return LastErrno();
+  Chown(fd_->get(), name, gid);
   return ChildQid(name);
 }
 
@@ -412,8 +409,8 @@ Result<p9::Qid> HostFile::Mknod(const std::string& name, uint32_t mode, uint32_t
       type != S_IFBLK && type != 0) {
     return Errno(EINVAL);
   }
-  if (mknodat(fd_.get(), name.c_str(), mode, makedev(major, minor)) != 0) return LastErrno();
-  Chown(fd_.get(), name, gid);
+  if (mknodat(fd_->get(), name.c_str(), mode, makedev(major, minor)) != 0) return LastErrno();
+  Chown(fd_->get(), name, gid);
   return ChildQid(name);
 }
 
@@ -424,10 +421,10 @@ Result<void> HostFile::Link(p9::File& target, const std::string& name) {
   if (t == nullptr || t->ap_ != ap_) return Errno(EXDEV);
   if (t->type_ == S_IFDIR) return Errno(EPERM);
   // Links the inode the target fid holds, not whatever its name points at now.
-  if (linkat(t->fd_.get(), "", fd_.get(), name.c_str(), AT_EMPTY_PATH) != 0) {
+  if (linkat(t->fd_->get(), "", fd_->get(), name.c_str(), AT_EMPTY_PATH) != 0) {
     if (errno != ENOENT && errno != EPERM) return LastErrno();
     // Without CAP_DAC_READ_SEARCH AT_EMPTY_PATH fails; the magic link does the same.
-    if (linkat(AT_FDCWD, t->ProcPath().c_str(), fd_.get(), name.c_str(), AT_SYMLINK_FOLLOW) !=
+    if (linkat(AT_FDCWD, t->ProcPath().c_str(), fd_->get(), name.c_str(), AT_SYMLINK_FOLLOW) !=
         0) {
       return LastErrno();
     }
@@ -436,12 +433,12 @@ Result<void> HostFile::Link(p9::File& target, const std::string& name) {
 }
 
 Result<void> HostFile::CheckLocation() const {
-  if (!parent_.valid()) return Errno(EBUSY);  // The attach root has no name to act on.
+  if (!(parent_ != nullptr)) return Errno(EBUSY);  // The attach root has no name to act on.
   struct stat now, self;
-  if (fstatat(parent_.get(), name_.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (fstatat(parent_->get(), name_.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0) {
     return errno == ENOENT ? Errno(ESTALE) : LastErrno();
   }
-  if (fstatat(fd_.get(), "", &self, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+  if (fstatat(fd_->get(), "", &self, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     return LastErrno();
   }
   if (now.st_dev != self.st_dev || now.st_ino != self.st_ino) return Errno(ESTALE);
@@ -453,10 +450,10 @@ Result<void> HostFile::Rename(p9::File& newdir, const std::string& name) {
   P9_RETURN_IF_ERROR(CheckWritable());
   auto* d = dynamic_cast<HostFile*>(&newdir);
   if (d == nullptr || d->ap_ != ap_) return Errno(EXDEV);
-  P9_ASSIGN_OR_RETURN(UniqueFd newparent, Dup(d->fd_.get()));
+  SharedFd newparent = d->fd_;
   std::lock_guard l(mu_);
   P9_RETURN_IF_ERROR(CheckLocation());
-  if (renameat(parent_.get(), name_.c_str(), d->fd_.get(), name.c_str()) != 0) {
+  if (renameat(parent_->get(), name_.c_str(), d->fd_->get(), name.c_str()) != 0) {
     return LastErrno();
   }
   parent_ = std::move(newparent);
@@ -470,7 +467,7 @@ Result<void> HostFile::RenameAt(const std::string& oldname, p9::File& newdir,
   P9_RETURN_IF_ERROR(CheckWritable());
   auto* d = dynamic_cast<HostFile*>(&newdir);
   if (d == nullptr || d->ap_ != ap_) return Errno(EXDEV);
-  if (renameat(fd_.get(), oldname.c_str(), d->fd_.get(), newname.c_str()) != 0) {
+  if (renameat(fd_->get(), oldname.c_str(), d->fd_->get(), newname.c_str()) != 0) {
     return LastErrno();
   }
   return p9::Ok();
@@ -480,7 +477,7 @@ Result<void> HostFile::UnlinkAt(const std::string& name, uint32_t flags) {
   if (!SafeName(name)) return Errno(EINVAL);
   P9_RETURN_IF_ERROR(CheckWritable());
   int hflags = (flags & p9::kAtRemoveDir) ? AT_REMOVEDIR : 0;
-  if (unlinkat(fd_.get(), name.c_str(), hflags) != 0) return LastErrno();
+  if (unlinkat(fd_->get(), name.c_str(), hflags) != 0) return LastErrno();
   return p9::Ok();
 }
 
@@ -488,7 +485,7 @@ Result<void> HostFile::Remove() {
   P9_RETURN_IF_ERROR(CheckWritable());
   std::lock_guard l(mu_);
   P9_RETURN_IF_ERROR(CheckLocation());
-  if (unlinkat(parent_.get(), name_.c_str(), type_ == S_IFDIR ? AT_REMOVEDIR : 0) != 0) {
+  if (unlinkat(parent_->get(), name_.c_str(), type_ == S_IFDIR ? AT_REMOVEDIR : 0) != 0) {
     return LastErrno();
   }
   return p9::Ok();
@@ -497,7 +494,7 @@ Result<void> HostFile::Remove() {
 Result<std::string> HostFile::Readlink() {
   if (type_ != S_IFLNK) return Errno(EINVAL);
   std::string buf(PATH_MAX, '\0');
-  ssize_t n = readlinkat(fd_.get(), "", buf.data(), buf.size());
+  ssize_t n = readlinkat(fd_->get(), "", buf.data(), buf.size());
   if (n < 0) return LastErrno();
   buf.resize(static_cast<size_t>(n));
   return buf;
@@ -512,7 +509,7 @@ Result<void> HostFile::Fsync(bool datasync) {
 
 Result<p9::Rstatfs> HostFile::StatFs() {
   struct statfs s;
-  if (fstatfs(fd_.get(), &s) != 0) return LastErrno();
+  if (fstatfs(fd_->get(), &s) != 0) return LastErrno();
   p9::Rstatfs r;
   r.type = static_cast<uint32_t>(s.f_type);
   r.bsize = static_cast<uint32_t>(s.f_bsize);

@@ -36,8 +36,13 @@ class HostFile : public p9::File {
  public:
   // `fd` is an O_PATH fd of the file; `parent` an O_PATH fd of the directory it was reached
   // from under `name` (invalid for the root). `uid` is the attaching user's (kNoUid: none).
-  HostFile(std::shared_ptr<AttachPoint> ap, p9::UniqueFd fd, const struct stat& st,
-           p9::UniqueFd parent, std::string name, uint32_t uid);
+  // O_PATH fds are shared, never duplicated: by the clones of a fid (Walk of no names) and,
+  // as the parent fd, by every child walked from a directory. A fid then costs the gofer one
+  // host fd per distinct file, not two per fid, which bounds what a sandbox that caches many
+  // dentries can pin.
+  using SharedFd = std::shared_ptr<const p9::UniqueFd>;
+  HostFile(std::shared_ptr<AttachPoint> ap, SharedFd fd, const struct stat& st, SharedFd parent,
+           std::string name, uint32_t uid);
 
   p9::Result<p9::WalkResult> Walk(std::span<const std::string> names) override;
   p9::Result<p9::Rgetattr> GetAttr(uint64_t request_mask) override;
@@ -70,7 +75,7 @@ class HostFile : public p9::File {
                             uint32_t flags) override;
   p9::Result<void> RemoveXattr(const std::string& name) override;
 
-  int path_fd() const { return fd_.get(); }
+  int path_fd() const { return fd_->get(); }
 
  private:
   p9::Result<void> CheckWritable() const;
@@ -87,7 +92,7 @@ class HostFile : public p9::File {
   p9::Result<void> CheckLocation() const;  // REQUIRES: mu_ held.
 
   const std::shared_ptr<AttachPoint> ap_;
-  const p9::UniqueFd fd_;  // O_PATH|O_NOFOLLOW.
+  const SharedFd fd_;      // O_PATH|O_NOFOLLOW. Never null.
   const mode_t type_;      // S_IFMT bits.
   const p9::Qid qid_;
   const uint32_t uid_;
@@ -95,7 +100,7 @@ class HostFile : public p9::File {
   mutable std::mutex mu_;
   p9::UniqueFd open_;          // Guarded by mu_ (set once by Open/Create).
   uint32_t open_flags_ = 0;    // Guarded by mu_.
-  p9::UniqueFd parent_;        // Guarded by mu_. O_PATH of the containing directory.
+  SharedFd parent_;            // Guarded by mu_. O_PATH of the containing directory; null at the root.
   std::string name_;           // Guarded by mu_.
   std::mutex dir_mu_;          // Serializes lseek+getdents64 on the opened directory.
 };

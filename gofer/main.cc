@@ -94,6 +94,7 @@ std::vector<int> ParseFds(const std::string& s) {
 
 int Main() {
   signal(SIGPIPE, SIG_IGN);
+  p9::RaiseFdLimit();  // One host fd per file the client knows.
   p9::ServerOptions opts{.max_msize = FLAGS_max_msize,
                          .threads = static_cast<size_t>(FLAGS_threads),
                          .max_fids = FLAGS_max_fids,

@@ -3,9 +3,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <unistd.h>
 
 #include <cstring>
@@ -115,6 +119,24 @@ Result<UniqueFd> ListenAddress(const std::string& address) {
     return ListenTcp(hp.first, hp.second);
   }
   return Errno(EINVAL);
+}
+
+uint64_t RaiseFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  rlim_t want = rl.rlim_max;
+  FILE* f = fopen("/proc/sys/fs/nr_open", "re");
+  if (f != nullptr) {
+    unsigned long long nr = 0;
+    if (fscanf(f, "%llu", &nr) == 1 && nr > want) want = std::min<rlim_t>(nr, rlim_t{1} << 20);
+    fclose(f);
+  }
+  struct rlimit up = {want, want};
+  if (setrlimit(RLIMIT_NOFILE, &up) != 0) {  // Not root: the soft limit up to the hard one.
+    up = {rl.rlim_max, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) != 0) return rl.rlim_cur;
+  }
+  return up.rlim_cur;
 }
 
 }  // namespace p9

@@ -25,6 +25,11 @@ Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port,
 Result<UniqueFd> ConnectAddress(const std::string& address);
 Result<UniqueFd> ListenAddress(const std::string& address);
 
+// Raises this process's open-file limit as far as it may go (the hard limit; as root, the
+// kernel's nr_open, capped at 1<<20): a gofer holds one fd per file its client knows, a
+// sandbox one per open file. Returns the new soft limit.
+uint64_t RaiseFdLimit();
+
 }  // namespace p9
 
 #endif  // P9_SOCKET_UTIL_H_
