@@ -224,6 +224,26 @@ Result<MountPlan> PlanMount(const p9fs::RuntimeConfig& config, const p9fs::OciMo
   return p;
 }
 
+std::vector<p9fs::GoferMount> GoferMounts(const p9fs::OciSpec& spec,
+                                          const p9fs::RuntimeConfig& config) {
+  std::vector<p9fs::GoferMount> out;
+  if (config.file_access() == p9fs::RuntimeConfig::DIRECT) return out;
+  p9fs::GoferMount root;
+  root.set_path(spec.root().path());
+  root.set_read_only(spec.root().readonly() || config.overlay());
+  root.set_destination("/");
+  out.push_back(root);
+  for (const auto& m : CompileMounts(spec, nullptr)) {
+    if (m.type() != "bind") continue;
+    p9fs::GoferMount g;
+    g.set_path(m.source());
+    g.set_read_only(MountFlagsOf(m.options(), nullptr).read_only || config.overlay());
+    g.set_destination(m.destination());
+    out.push_back(g);
+  }
+  return out;
+}
+
 Result<RestoreEnvironment> CreateRestoreEnvironment(const p9fs::OciSpec& spec,
                                                     const p9fs::RuntimeConfig& config,
                                                     FdDispenser& fds, std::string* error) {

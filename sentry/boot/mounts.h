@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "p9/result.h"
+#include "proto/gofer_config.pb.h"
 #include "proto/oci_spec.pb.h"
 #include "proto/runtime_config.pb.h"
 #include "sentry/vfs/mount.h"
@@ -80,6 +81,13 @@ struct MountPlan {
 p9::Result<MountPlan> PlanMount(const p9fs::RuntimeConfig& config, const p9fs::OciMount& m,
                                 FdDispenser& fds, std::vector<std::string>* warnings,
                                 std::string* error);
+
+// What the gofer serves for this spec, in io-fd order (the order CreateMountNamespace takes
+// them): the root, then each bind mount of CompileMounts. Empty for direct file access.
+// With the overlay, writable ones are served read-only as well: the sandbox's tmpfs upper
+// takes every write, and the gofer itself then guarantees the host tree cannot change.
+std::vector<p9fs::GoferMount> GoferMounts(const p9fs::OciSpec& spec,
+                                          const p9fs::RuntimeConfig& config);
 
 // What a restore needs to re-create each mount: file system name -> its mounts, in order.
 struct MountArgs {

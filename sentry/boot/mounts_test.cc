@@ -241,5 +241,33 @@ TEST(MountsTest, RestoreEnvironment) {
   EXPECT_THAT(err, HasSubstr("direct host file access"));
 }
 
+TEST(MountsTest, GoferMountsFollowIoFdOrder) {
+  p9fs::OciSpec spec = Spec(R"({"root": {"path": "/r"}, "mounts": [
+      {"destination": "/data", "type": "bind", "source": "/srv", "options": ["ro"]},
+      {"destination": "/t", "type": "tmpfs"},
+      {"destination": "/w", "type": "bind", "source": "/home/w"},
+      {"destination": "/dev/null", "type": "bind", "source": "/dev/null"}]})");
+  p9fs::RuntimeConfig c;
+  c.set_file_access(p9fs::RuntimeConfig::SHARED);
+  auto g = GoferMounts(spec, c);
+  ASSERT_EQ(g.size(), 3u);  // The root and two binds; /dev/null is our own /dev's.
+  EXPECT_EQ(g[0].path(), "/r");
+  EXPECT_EQ(g[0].destination(), "/");
+  EXPECT_FALSE(g[0].read_only());
+  EXPECT_EQ(g[1].path(), "/srv");
+  EXPECT_TRUE(g[1].read_only());
+  EXPECT_EQ(g[2].destination(), "/w");
+  EXPECT_FALSE(g[2].read_only());
+  // They are exactly the fds the namespace (and the restore) consume.
+  FdDispenser fds({7, 8, 9});
+  std::string err;
+  EXPECT_TRUE(CreateRestoreEnvironment(spec, c, fds, &err).has_value()) << err;
+  // With the overlay, the gofer refuses writes too; direct access needs no gofer.
+  c.set_overlay(true);
+  for (const auto& m : GoferMounts(spec, c)) EXPECT_TRUE(m.read_only()) << m.destination();
+  c.set_file_access(p9fs::RuntimeConfig::DIRECT);
+  EXPECT_TRUE(GoferMounts(spec, c).empty());
+}
+
 }  // namespace
 }  // namespace sentry::boot

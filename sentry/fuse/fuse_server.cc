@@ -3,6 +3,8 @@
 #include <fuse3/fuse_lowlevel.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -21,6 +23,10 @@ namespace {
 struct Node {
   VirtualDentry vd;
   uint64_t nlookup = 0;  // Guarded by Impl::mu.
+  // Where the kernel last looked it up (for invalidation), and when it was last used.
+  fuse_ino_t parent = 0;                 // Guarded by Impl::mu.
+  std::string name;                      // Guarded by Impl::mu.
+  std::atomic<uint64_t> last_used{0};
 };
 
 // What fi->fh points to.
@@ -87,28 +93,88 @@ struct FuseServer::Impl {
 
   static Impl& Of(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req)); }
 
+  std::atomic<uint64_t> clock{0};  // Orders node uses for eviction.
+
   std::shared_ptr<Node> Get(fuse_ino_t ino) {
     std::lock_guard l(mu);
     auto it = nodes.find(ino);
-    return it == nodes.end() ? nullptr : it->second;
+    if (it == nodes.end()) return nullptr;
+    it->second->last_used.store(++clock, std::memory_order_relaxed);
+    return it->second;
   }
 
-  // The node id for `vd`, its lookup count raised by one.
-  fuse_ino_t Ref(const VirtualDentry& vd) {
-    std::lock_guard l(mu);
-    auto key = std::make_pair(vd.mount.get(), vd.dentry.get());
-    auto it = ids.find(key);
-    if (it != ids.end()) {
-      nodes[it->second]->nlookup++;
-      return it->second;
+  // The node id for `vd` (named `name` in node `parent`), its lookup count raised by one.
+  fuse_ino_t Ref(const VirtualDentry& vd, fuse_ino_t parent, const std::string& name) {
+    fuse_ino_t id;
+    size_t count;
+    {
+      std::lock_guard l(mu);
+      auto key = std::make_pair(vd.mount.get(), vd.dentry.get());
+      auto it = ids.find(key);
+      std::shared_ptr<Node> n;
+      if (it != ids.end()) {
+        id = it->second;
+        n = nodes[id];
+      } else {
+        id = next_id++;
+        n = std::make_shared<Node>();
+        n->vd = vd;
+        nodes.emplace(id, n);
+        ids.emplace(key, id);
+      }
+      n->nlookup++;
+      n->parent = parent;
+      n->name = name;
+      n->last_used.store(++clock, std::memory_order_relaxed);
+      count = nodes.size();
     }
-    fuse_ino_t id = next_id++;
-    auto n = std::make_shared<Node>();
-    n->vd = vd;
-    n->nlookup = 1;
-    nodes.emplace(id, std::move(n));
-    ids.emplace(key, id);
+    if (count > options.max_nodes) evict_cv.notify_one();
     return id;
+  }
+
+  // Eviction: the kernel keeps every dentry it has seen until memory runs short, and each
+  // pins a node here, a dentry in the VFS and a fid (a host fd) in the gofer. Above
+  // max_nodes, the least recently used are invalidated in the kernel (notify_inval_entry,
+  // from this thread: never from a request handler, which may hold the directory's lock);
+  // unused ones are then dropped and FORGET frees them. In-use ones (open, cwd) stay.
+  std::mutex evict_mu;
+  std::condition_variable evict_cv;
+  bool evict_stop = false;  // Guarded by evict_mu.
+  std::thread evictor;
+
+  void EvictLoop() {
+    for (;;) {
+      {
+        std::unique_lock l(evict_mu);
+        evict_cv.wait_for(l, std::chrono::seconds(1), [&] { return evict_stop || Over(); });
+        if (evict_stop) return;
+        if (!Over()) continue;
+      }
+      std::vector<std::tuple<uint64_t, fuse_ino_t, std::string>> victims;
+      {
+        std::lock_guard l(mu);
+        for (const auto& [id, n] : nodes) {
+          if (id == FUSE_ROOT_ID || n->parent == 0) continue;
+          victims.emplace_back(n->last_used.load(std::memory_order_relaxed), n->parent, n->name);
+        }
+      }
+      size_t low = options.max_nodes - options.max_nodes / 5;
+      size_t drop = victims.size() > low ? victims.size() - low : 0;
+      if (drop == 0) continue;
+      std::nth_element(victims.begin(), victims.begin() + static_cast<long>(drop - 1), victims.end());
+      victims.resize(drop);
+      for (const auto& [used, parent, name] : victims) {
+        fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
+      }
+      // Let the FORGETs arrive before looking again.
+      std::unique_lock l(evict_mu);
+      evict_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return evict_stop; });
+      if (evict_stop) return;
+    }
+  }
+  bool Over() {
+    std::lock_guard l(mu);
+    return nodes.size() > options.max_nodes;
   }
 
   void Forget(fuse_ino_t ino, uint64_t count) {
@@ -158,15 +224,15 @@ struct FuseServer::Impl {
 
   // Replies with the entry for `vd` (just looked up or created under `parent`).
   // Returns the node id given to the kernel, or 0 after replying with an error.
-  fuse_ino_t ReplyEntry(fuse_req_t req, const VirtualDentry& parent, const VirtualDentry& vd,
-                        fuse_file_info* create_fi) {
+  fuse_ino_t ReplyEntry(fuse_req_t req, fuse_ino_t parent_ino, const VirtualDentry& parent,
+                        const char* name, const VirtualDentry& vd, fuse_file_info* create_fi) {
     auto a = vfs->StatAt(vd);
     if (!a.has_value()) {
       fuse_reply_err(req, ReplyErrno(a.error()));
       return 0;
     }
     fuse_entry_param e{};
-    e.ino = Ref(vd);
+    e.ino = Ref(vd, parent_ino, name);
     e.generation = 0;
     e.attr = ToStat(vd, *a);
     e.entry_timeout = Timeout(parent);
@@ -177,13 +243,14 @@ struct FuseServer::Impl {
   }
 
   // The child `name` of `parent` just created by the VFS, as an entry reply.
-  void ReplyCreated(fuse_req_t req, const VirtualDentry& parent, const char* name) {
+  void ReplyCreated(fuse_req_t req, fuse_ino_t parent_ino, const VirtualDentry& parent,
+                    const char* name) {
     auto vd = vfs->ns().Resolve(parent, name, false);
     if (!vd.has_value()) {
       fuse_reply_err(req, ReplyErrno(vd.error()));
       return;
     }
-    ReplyEntry(req, parent, *vd, nullptr);
+    ReplyEntry(req, parent_ino, parent, name, *vd, nullptr);
   }
 };
 
@@ -229,7 +296,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     Err(req, vd.error());
     return;
   }
-  impl.ReplyEntry(req, p->vd, *vd, nullptr);
+  impl.ReplyEntry(req, parent, p->vd, name, *vd, nullptr);
 }
 
 void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -296,7 +363,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto r = impl.vfs->Mknod(p->vd, name, mode, rdev, ctx->uid, ctx->gid);
   if (!r.has_value()) return Err(req, r.error());
-  impl.ReplyCreated(req, p->vd, name);
+  impl.ReplyCreated(req, parent, p->vd, name);
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
@@ -305,7 +372,7 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto r = impl.vfs->Mkdir(p->vd, name, mode, ctx->uid, ctx->gid);
   if (!r.has_value()) return Err(req, r.error());
-  impl.ReplyCreated(req, p->vd, name);
+  impl.ReplyCreated(req, parent, p->vd, name);
 }
 
 void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
@@ -314,7 +381,7 @@ void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto r = impl.vfs->Symlink(p->vd, target, name, ctx->uid, ctx->gid);
   if (!r.has_value()) return Err(req, r.error());
-  impl.ReplyCreated(req, p->vd, name);
+  impl.ReplyCreated(req, parent, p->vd, name);
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -349,7 +416,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   NODE_OR_REPLY(np, newparent);
   auto r = impl.vfs->LinkAt(n->vd, np->vd, newname);
   if (!r.has_value()) return Err(req, r.error());
-  impl.ReplyCreated(req, np->vd, newname);
+  impl.ReplyCreated(req, newparent, np->vd, newname);
 }
 
 int OpenFlags(int flags) { return flags & ~(O_CREAT | O_EXCL | O_NOCTTY); }
@@ -379,7 +446,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Handle* hd = impl.NewHandle(std::move(*h));
   fi->fh = reinterpret_cast<uint64_t>(hd);
   fi->keep_cache = impl.Timeout(at) > 0;
-  if (impl.ReplyEntry(req, p->vd, at, fi) == 0) impl.DropHandle(hd);
+  if (impl.ReplyEntry(req, parent, p->vd, name, at, fi) == 0) impl.DropHandle(hd);
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
@@ -428,13 +495,18 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   Impl& impl = Impl::Of(req);
   Handle* hd = HandleOf(fi);
-  std::lock_guard l(hd->mu);
+  // The reply must come after the lock is released: once the kernel has it, the directory
+  // may be closed and the handle freed (RELEASEDIR) on another thread.
+  std::unique_lock l(hd->mu);
   if (off == 0 || !hd->listed) {
     std::vector<vfs::DirEntry> all;
     uint64_t cookie = 0;
     for (;;) {
       auto ents = hd->h->file->Readdir(cookie);
-      if (!ents.has_value()) return Err(req, ents.error());
+      if (!ents.has_value()) {
+        l.unlock();
+        return Err(req, ents.error());
+      }
       if (ents->empty()) break;
       cookie = ents->back().offset;
       for (auto& e : *ents) {
@@ -466,6 +538,7 @@ void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_inf
     if (need > size - used) break;
     used += need;
   }
+  l.unlock();
   fuse_reply_buf(req, buf.data(), used);
 }
 
@@ -603,6 +676,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<vfs::Vfs> 
   for (auto& a : argv_s) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   impl.se = fuse_session_new(&args, &kOps, sizeof(kOps), &impl);
+  fuse_opt_free_args(&args);
   if (impl.se == nullptr) {
     if (error) *error = "fuse: cannot create a session (bad options?)";
     return Errno(EINVAL);
@@ -620,6 +694,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<vfs::Vfs> 
 void FuseServer::Start() {
   if (started_) return;
   started_ = true;
+  impl_->evictor = std::thread([impl = impl_.get()] { impl->EvictLoop(); });
   loop_ = std::thread([this] {
     fuse_loop_config cfg{};
     cfg.clone_fd = 0;
@@ -636,6 +711,14 @@ bool FuseServer::Stop(int timeout_ms) {
   if (stopped_) return true;
   stopped_ = true;
   if (impl_->se == nullptr) return true;
+  if (impl_->evictor.joinable()) {
+    {
+      std::lock_guard l(impl_->evict_mu);
+      impl_->evict_stop = true;
+    }
+    impl_->evict_cv.notify_all();
+    impl_->evictor.join();
+  }
   fuse_session_exit(impl_->se);
   if (impl_->mounted) {
     fuse_session_unmount(impl_->se);

@@ -44,6 +44,9 @@ struct FuseOptions {
   double cache_timeout = 60.0;
   // Largest read/write the kernel sends in one request.
   uint32_t max_io = 1 << 20;
+  // Kernel nodes kept before the least recently used are invalidated (each pins a gofer
+  // fid, hence a host fd in the gofer); eviction brings them down to 80%.
+  size_t max_nodes = 10000;
   // Name shown in /proc/mounts.
   std::string fsname = "sentry";
   // Log every request (glog, VLOG(1) level is enough to see them).
