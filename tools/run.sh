@@ -1,44 +1,45 @@
 #!/usr/bin/env bash
-# The README's main job. Until the sandbox exists (issues 4-6) it shows the gofer at work:
-# it serves DIR (default: a fresh demo tree) over 9P2000.L on a unix socket and drives it
-# with our client: lists it, writes a file through 9P, reads it back, and shows the host
-# side of the change.
-#   tools/run.sh [DIR]
+# The README's main job: a real program in a sandbox whose files are served by the gofer.
+#   tools/run.sh                 a shell one-liner: writes under /tmp (the sandbox's own tmpfs),
+#                                lists and changes a bind-mounted demo directory, shows that /
+#                                is read-only, and the host side of the change afterwards
+#   tools/run.sh -- CMD ARGS...  CMD in the sandbox instead (host / read-only, cwd bound rw)
+# Builds with Bazel first (installing Debian packages if missing); needs root (namespaces,
+# FUSE). runsc itself: bazel-bin/sentry/runsc/runsc --help.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 trap 'bazel shutdown >/dev/null 2>&1 || true' EXIT
-bazel build -c opt //gofer:gofer //tools:p9 >/dev/null 2>&1 || bazel build -c opt //gofer:gofer //tools:p9
+targets=(//sentry/runsc:runsc //gofer:gofer //sentry/sandbox:sandbox)
+bazel build -c opt "${targets[@]}" >/dev/null 2>&1 || bazel build -c opt "${targets[@]}"
 bin=$(bazel info -c opt bazel-bin 2>/dev/null)
+bazel shutdown >/dev/null 2>&1 || true
+runsc=("$bin/sentry/runsc/runsc" --gofer="$bin/gofer/gofer" --sandbox="$bin/sentry/sandbox/sandbox")
 
-work=$(mktemp -d /tmp/p9fs-run.XXXXXX)
-dir=${1:-}
-if [ -z "$dir" ]; then
-  dir="$work/tree"
-  mkdir -p "$dir/docs"
-  echo "hello from the host" > "$dir/hello.txt"
-  cp README.md "$dir/docs/"
-  ln -s hello.txt "$dir/link-to-hello"
-  ln -s / "$dir/escape-attempt"
+if [ "${1:-}" = "--" ]; then
+  shift
+  exec "${runsc[@]}" do --bind="$PWD:$PWD" -- "$@"
 fi
-[ -d "$dir" ] || { echo "run.sh: $dir is not a directory" >&2; exit 1; }
-sock="$work/gofer.sock"
 
-"$bin/gofer/gofer" --root="$dir" --listen="unix:$sock" 2>"$work/gofer.log" &
-gofer=$!
-cleanup() { kill "$gofer" 2>/dev/null || true; wait "$gofer" 2>/dev/null || true; rm -rf "$work"; bazel shutdown >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
-[ -S "$sock" ] || { echo "run.sh: gofer did not start:" >&2; cat "$work/gofer.log" >&2; exit 1; }
+demo=$(mktemp -d /tmp/p9fs-demo.XXXXXX)
+trap 'rm -rf "$demo"' EXIT
+echo "hello from the host" > "$demo/hello.txt"
+mkdir "$demo/docs" && cp README.md "$demo/docs/"
 
-p9() { "$bin/tools/p9" --addr="unix:$sock" "$@"; }
-echo "== ls -l / over 9P (gofer serving $dir)"
-p9 ls -l /
-echo "== write /written-by-9p.txt through 9P, read it back"
-date -u +"written at %FT%TZ through the gofer" | p9 put written-by-9p.txt
-p9 cat written-by-9p.txt
-echo "== the host sees it: $dir/written-by-9p.txt"
-cat "$dir/written-by-9p.txt"
-echo "== a symlink to / is never followed by the gofer:"
-p9 ls escape-attempt 2>&1 || true
-p9 statfs
+echo "== runsc do --bind=$demo:/data -- sh -c '...'"
+set +e
+"${runsc[@]}" do --bind="$demo:/data" -- sh -c '
+  echo "in the sandbox: $(uname -sr), pid $$, hostname $(hostname)"
+  echo "scratch" > /tmp/scratch && echo "/tmp is ours: $(cat /tmp/scratch)"
+  echo "-- ls -la /data (a bind mount served by the gofer)"; ls -la /data
+  cat /data/hello.txt
+  echo "written in the sandbox at $(date -u +%FT%TZ)" > /data/from-sandbox.txt
+  echo "-- the root is the host /, read-only:"; touch /etc/sandbox-was-here 2>&1
+  echo "-- python3 and find work too: $(python3 -c "print(sum(range(10)))") $(find /usr/share/doc -maxdepth 1 | wc -l) entries"'
+rc=$?
+set -e
+echo "== sandbox exited with $rc; on the host, $demo now holds:"
+ls -l "$demo"
+cat "$demo/from-sandbox.txt"
+[ ! -e /etc/sandbox-was-here ] && echo "== and /etc/sandbox-was-here does not exist on the host"
+exit $rc

@@ -292,6 +292,34 @@ TEST_P(FuseServerTest, ForgottenNodesAreFreed) {
   EXPECT_LT(fuse_->live_nodes(), before - 40);
 }
 
+TEST_P(FuseServerTest, KernelNodesAreBoundedByEviction) {
+  ASSERT_TRUE(fuse_->Stop());
+  FuseOptions o;
+  o.max_nodes = 100;
+  std::string error;
+  auto s = FuseServer::Mount(vfs_, mnt_.string(), o, &error);
+  ASSERT_TRUE(s.has_value()) << error;
+  fuse_ = std::move(*s);
+  fuse_->Start();
+  for (int i = 0; i < 400; ++i) std::ofstream(host_ / "sub" / ("e" + std::to_string(i))) << i;
+  size_t peak = 0;
+  for (int i = 0; i < 400; ++i) {
+    struct stat st;
+    ASSERT_EQ(stat(M("sub/e" + std::to_string(i)).c_str(), &st), 0);
+    peak = std::max(peak, fuse_->live_nodes());
+  }
+  // The kernel would keep all 400; eviction keeps them near the bound (it runs beside the
+  // lookups, so the peak may pass it a little).
+  for (int tries = 0; tries < 50 && fuse_->live_nodes() > 100; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_LE(fuse_->live_nodes(), 100u);
+  EXPECT_LT(peak, 400u);
+  // Evicted names still work: they are looked up again.
+  EXPECT_EQ(Slurp(M("sub/e0")), "0");
+  EXPECT_EQ(Slurp(M("sub/e399")), "399");
+}
+
 TEST_P(FuseServerTest, DeadGoferIsEio) {
   std::ofstream(M("sub/f")) << "x";
   server_->Stop();  // Closes every connection: the sandbox's gofer is gone.

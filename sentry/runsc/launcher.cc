@@ -23,8 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void Error(const std::string& msg) { std::cerr << "runsc: " << msg << std::endl; }
-
 // Owns fds of this process until the end of Launch (children have their own copies).
 struct Fds {
   std::vector<int> fds;
@@ -98,7 +96,7 @@ pid_t Spawn(const std::string& path, const std::vector<std::string>& args,
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   execv(path.c_str(), argv.data());
-  std::cerr << "runsc: cannot execute " << path << ": " << strerror(errno) << std::endl;
+  Error("cannot execute " + path + ": " + strerror(errno));
   _exit(kExitRuntimeError);
 }
 
@@ -111,6 +109,12 @@ bool ValidId(const std::string& id) {
 }
 
 }  // namespace
+
+void Error(const std::string& msg) {
+  // One write: the workload shares stderr, and its lines must not split ours.
+  std::string line = "runsc: " + msg + "\n";
+  (void)!write(2, line.data(), line.size());
+}
 
 std::string FindBinary(const std::string& rel) {
   char buf[4096];

@@ -43,6 +43,9 @@ struct LaunchOptions {
 int Launch(const p9fs::OciSpec& spec, const p9fs::RuntimeConfig& config,
            const LaunchOptions& options);
 
+// Prints "runsc: <msg>" as one line on stderr, in one write.
+void Error(const std::string& msg);
+
 // The binary `rel` ("gofer/gofer") next to this one: in its Bazel runfiles, beside it, or
 // in a bazel-bin tree above it. "" if none.
 std::string FindBinary(const std::string& rel);

@@ -43,7 +43,7 @@ constexpr char kUsage[] =
     "[--bind=SRC:DST[:ro]]... [--cwd=DIR] [--] CMD [ARGS...]\n";
 
 [[noreturn]] void Usage(const std::string& msg) {
-  if (!msg.empty()) std::cerr << "runsc: " << msg << "\n";
+  if (!msg.empty()) Error(msg);
   std::cerr << kUsage;
   exit(kExitRuntimeError);
 }
@@ -182,7 +182,7 @@ int Main(int argc, char** argv) {
     bundle = Last(a, "bundle", ".");
     auto s = boot::LoadBundleSpec(bundle, &error);
     if (!s.has_value()) {
-      std::cerr << "runsc: " << error << std::endl;
+      Error(error);
       return kExitRuntimeError;
     }
     spec = *s;
@@ -194,7 +194,7 @@ int Main(int argc, char** argv) {
     for (const auto& b : a.flags["bind"]) {
       auto bs = ParseBind(b, &error);
       if (!bs.has_value()) {
-        std::cerr << "runsc: " << error << std::endl;
+        Error(error);
         return kExitRuntimeError;
       }
       d.binds.push_back(*bs);
@@ -211,7 +211,7 @@ int Main(int argc, char** argv) {
     Usage("unknown command '" + a.command + "'");
   }
   if (!PrepareSpec(spec, bundle, &error).has_value()) {
-    std::cerr << "runsc: " << error << std::endl;
+    Error(error);
     return kExitRuntimeError;
   }
   std::vector<std::string> warnings;
