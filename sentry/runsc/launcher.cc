@@ -192,7 +192,6 @@ int Launch(const p9fs::OciSpec& spec, const p9fs::RuntimeConfig& config,
                                    "--config-fd=" + std::to_string(config_fd),
                                    "--io-fds=" + Join(sandbox_ends), "--mountpoint=" + mountpoint};
   args.insert(args.end(), o.child_flags.begin(), o.child_flags.end());
-  args.insert(args.end(), o.sandbox_flags.begin(), o.sandbox_flags.end());
   std::vector<int> keep = sandbox_ends;
   keep.push_back(spec_fd);
   keep.push_back(config_fd);

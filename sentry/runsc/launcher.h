@@ -33,7 +33,6 @@ struct LaunchOptions {
   std::string gofer_path;    // Binaries to spawn.
   std::string sandbox_path;
   std::vector<std::string> child_flags;  // Passed to both (logging, --debug).
-  std::vector<std::string> sandbox_flags;  // Passed to the sandbox only.
   int gofer_grace_ms = 5000;
   int kill_grace_ms = 3000;
 };

@@ -164,7 +164,6 @@ int Main(int argc, char** argv) {
     o.child_flags.insert(o.child_flags.begin(), {"--logtostderr=true", "--minloglevel=2"});
   }
   if (Has(a, "debug") || Has(a, "debug-log")) {
-    o.sandbox_flags.push_back("--debug");
     FLAGS_v = std::max(FLAGS_v, 1);
     FLAGS_minloglevel = 0;
   }

@@ -41,7 +41,7 @@ DEFINE_int32(spec_fd, -1, "Inherited fd holding the OciSpec (binary protobuf)");
 DEFINE_int32(config_fd, -1, "Inherited fd holding the RuntimeConfig (binary protobuf)");
 DEFINE_string(io_fds, "", "Comma-separated sandbox ends of the gofer sockets, in mount order");
 DEFINE_string(mountpoint, "", "Empty directory where the namespace is mounted over FUSE");
-DEFINE_bool(debug, false, "Log every FUSE request");
+DEFINE_bool(fuse_trace, false, "libfuse's trace of every FUSE request, on stderr");
 DEFINE_uint64(fuse_max_nodes, 10000,
               "Kernel nodes kept before the least recently used are invalidated (each holds a "
               "gofer fid, i.e. a host fd in the gofer)");
@@ -127,7 +127,7 @@ int Main() {
   }
 
   fuse::FuseOptions fo;
-  fo.debug = FLAGS_debug;
+  fo.debug = FLAGS_fuse_trace;
   fo.cache_timeout = FLAGS_fuse_cache_timeout;
   fo.max_nodes = FLAGS_fuse_max_nodes;
   fo.fsname = "sentry";
