@@ -26,6 +26,19 @@ uint64_t QidMap::Path(dev_t dev, ino_t ino) {
   return lit->second;
 }
 
+std::shared_ptr<const p9::UniqueFd> AttachPoint::InternDir(
+    const struct stat& st, std::shared_ptr<const p9::UniqueFd> fd) const {
+  std::lock_guard l(dirs_mu_);
+  auto& slot = dirs_[{st.st_dev, st.st_ino}];
+  if (auto live = slot.lock()) return live;
+  slot = fd;
+  if (dirs_.size() > sweep_at_) {
+    std::erase_if(dirs_, [](const auto& kv) { return kv.second.expired(); });
+    sweep_at_ = std::max<size_t>(1024, 2 * dirs_.size());
+  }
+  return fd;
+}
+
 p9::Qid MakeQid(QidMap& qids, const struct stat& st) {
   p9::Qid q;
   if (S_ISDIR(st.st_mode)) {

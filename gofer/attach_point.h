@@ -51,12 +51,22 @@ class AttachPoint {
   int root_fd() const { return root_.get(); }
   QidMap& qids() const { return *qids_; }
 
+  // The one shared O_PATH fd of directory `st` while any fid holds it: `fd` itself if none
+  // does yet. Fids walked through several names keep their parent directory's fd; without
+  // this, 10,000 fids walked as "dir/fN" would pin 10,000 copies of "dir". Safe by (dev, ino):
+  // a live fd keeps its inode from being freed and its number reused. Thread-safe.
+  std::shared_ptr<const p9::UniqueFd> InternDir(const struct stat& st,
+                                                std::shared_ptr<const p9::UniqueFd> fd) const;
+
  private:
   AttachPoint() = default;
   std::string path_;
   bool read_only_ = false;
   p9::UniqueFd root_;  // O_PATH.
   std::shared_ptr<QidMap> qids_;
+  mutable std::mutex dirs_mu_;
+  mutable std::map<std::pair<dev_t, ino_t>, std::weak_ptr<const p9::UniqueFd>> dirs_;  // Guarded by dirs_mu_.
+  mutable size_t sweep_at_ = 1024;  // Guarded by dirs_mu_: drop expired entries past this size.
 };
 
 // Serves a list of attach points. Tattach's aname selects one by its path ("" or "/" means

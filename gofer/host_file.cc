@@ -121,9 +121,10 @@ Result<p9::WalkResult> HostFile::Walk(std::span<const std::string> names) {
       if (i == 0) return s.error();
       return w;
     }
+    // The previous component becomes the parent: shared with other fids holding it.
+    parent = i == 0 ? std::move(cur) : ap_->InternDir(st, std::move(cur));
     st = *s;
     w.qids.push_back(MakeQid(ap_->qids(), st));
-    parent = std::move(cur);
     cur = std::make_shared<const UniqueFd>(std::move(*next));
   }
   w.file = std::make_unique<HostFile>(ap_, std::move(cur), st, std::move(parent), names.back(),

@@ -1,6 +1,7 @@
 #include "sentry/fuse/fuse_server.h"
 
 #include <fuse3/fuse_lowlevel.h>
+#include <sys/mount.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -59,6 +60,7 @@ struct FuseServer::Impl {
   FuseOptions options;
   fuse_session* se = nullptr;
   bool mounted = false;
+  std::string mountpoint;
 
   mutable std::mutex mu;
   std::unordered_map<fuse_ino_t, std::shared_ptr<Node>> nodes;            // Guarded by mu.
@@ -688,6 +690,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<vfs::Vfs> 
     return Errno(EPERM);
   }
   impl.mounted = true;
+  impl.mountpoint = mountpoint;
   return s;
 }
 
@@ -720,16 +723,22 @@ bool FuseServer::Stop(int timeout_ms) {
     impl_->evictor.join();
   }
   fuse_session_exit(impl_->se);
-  if (impl_->mounted) {
-    fuse_session_unmount(impl_->se);
+  if (!started_) {
+    if (impl_->mounted) fuse_session_unmount(impl_->se);
     impl_->mounted = false;
+    return true;
   }
-  if (!started_) return true;
+  // Detach first and let the kernel end the connection once nobody uses the mount: the
+  // workers' reads then fail and the loop returns. libfuse's unmount closes /dev/fuse, which
+  // must not happen while workers still read it.
+  if (impl_->mounted) umount2(impl_->mountpoint.c_str(), MNT_DETACH);
   std::unique_lock l(done_mu_);
   bool ended = done_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), [this] { return done_; });
   l.unlock();
   if (ended) {
     loop_.join();
+    if (impl_->mounted) fuse_session_unmount(impl_->se);
+    impl_->mounted = false;
   } else {
     LOG(WARNING) << "fuse: the session loop did not end in " << timeout_ms << " ms";
     loop_.detach();

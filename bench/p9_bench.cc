@@ -1,0 +1,404 @@
+// 9P throughput and latency, side by side with the floors they stand on, in one run.
+//
+//   bazel run -c opt //bench:p9_bench -- [--benchmark_filter=...] [--benchmark_format=csv]
+//
+// Floors: socketpair bulk throughput, 64-byte socketpair round trips (both threads on one
+// CPU, and on two), native pread of a cached file, native stat. Then our p9 client against
+// two servers, each a separate process on a unix socketpair/socket over the same temp tree:
+//   ours  the gofer binary (io-fd mode, msize 1 MiB and 4 MiB)
+//   diod  Debian's diod, 16 threads (it caps msize at 64 KiB: see the msize counter)
+// Reads and writes are sequential over a 64 MiB file, one request of the given size at a
+// time (the client splits requests above msize-24 into several Treads). "donated" reads go
+// through the host fd the gofer passes with Rlopen. Concurrency runs N threads on one
+// connection. The gofer's RSS is measured with 10,000 fids walked.
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "p9/client.h"
+#include "p9/client_file.h"
+#include "p9/socket_util.h"
+#include "sentry/runsc/launcher.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+constexpr size_t kBigFile = 64 << 20;
+constexpr char kDiod[] = "/usr/sbin/diod";
+
+fs::path g_dir;
+
+void Pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+}
+
+void Unpin() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int i = 0; i < CPU_SETSIZE; ++i) CPU_SET(i, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+}
+
+// ---- Floors ------------------------------------------------------------------------------
+
+void BM_SocketpairBulk(benchmark::State& state) {
+  size_t size = static_cast<size_t>(state.range(0));
+  int sv[2];
+  socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+  int buf_size = 4 << 20;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &buf_size, sizeof(buf_size));
+  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &buf_size, sizeof(buf_size));
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    std::vector<char> b(4 << 20);
+    while (read(sv[1], b.data(), b.size()) > 0) {
+    }
+  });
+  std::vector<char> data(size, 'x');
+  for (auto _ : state) {
+    size_t off = 0;
+    while (off < size) off += static_cast<size_t>(write(sv[0], data.data() + off, size - off));
+  }
+  close(sv[0]);
+  reader.join();
+  close(sv[1]);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
+}
+
+// 64-byte ping-pong; arg 0: both threads on CPU 0, arg 1: CPUs 0 and 1.
+void BM_SocketpairRtt64(benchmark::State& state) {
+  bool cross = state.range(0) != 0;
+  int sv[2];
+  socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+  std::thread echo([&] {
+    Pin(cross ? 1 : 0);
+    char b[64];
+    while (read(sv[1], b, sizeof(b)) == 64) {
+      if (write(sv[1], b, 64) != 64) break;
+    }
+  });
+  Pin(0);
+  char b[64] = {};
+  for (auto _ : state) {
+    if (write(sv[0], b, 64) != 64 || read(sv[0], b, 64) != 64) state.SkipWithError("io");
+  }
+  shutdown(sv[0], SHUT_RDWR);
+  echo.join();
+  close(sv[0]);
+  close(sv[1]);
+  Unpin();
+  state.SetLabel(cross ? "cross-cpu" : "same-cpu");
+}
+
+void BM_NativePread(benchmark::State& state) {
+  size_t size = static_cast<size_t>(state.range(0));
+  int fd = open((g_dir / "big").c_str(), O_RDONLY);
+  std::vector<char> buf(size);
+  uint64_t off = 0;
+  for (auto _ : state) {
+    if (off + size > kBigFile) off = 0;
+    benchmark::DoNotOptimize(pread(fd, buf.data(), size, static_cast<off_t>(off)));
+    off += size;
+  }
+  close(fd);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
+}
+
+void BM_NativeStat(benchmark::State& state) {
+  std::string p = (g_dir / "small").string();
+  struct stat st;
+  for (auto _ : state) benchmark::DoNotOptimize(stat(p.c_str(), &st));
+}
+
+// ---- 9P peers ----------------------------------------------------------------------------
+
+struct Peer {
+  std::string name;
+  pid_t pid = -1;
+  std::unique_ptr<p9::Client> client;
+  p9::ClientFile root;
+  ~Peer() {
+    root = p9::ClientFile();
+    client.reset();
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+std::string g_gofer;
+
+std::unique_ptr<Peer> StartOurs(uint32_t msize) {
+  auto peer = std::make_unique<Peer>();
+  peer->name = "ours";
+  int sv[2];
+  socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+  std::string cfg = (g_dir / "gofer.txtpb").string();
+  std::ofstream(cfg) << "mounts { path: \"" << g_dir.string() << "\" destination: \"/\" }\n";
+  peer->pid = fork();
+  if (peer->pid == 0) {
+    close(sv[0]);
+    std::string fds = "--io-fds=" + std::to_string(sv[1]);
+    execl(g_gofer.c_str(), g_gofer.c_str(), ("--config=" + cfg).c_str(), fds.c_str(),
+          "--max_msize=4194304", "--minloglevel=2", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(sv[1]);
+  auto c = p9::Client::Create(p9::UniqueFd(sv[0]), msize);
+  if (!c.has_value()) return nullptr;
+  peer->client = std::move(*c);
+  auto r = p9::ClientFile::Attach(*peer->client, g_dir.string());
+  if (!r.has_value()) return nullptr;
+  peer->root = std::move(*r);
+  return peer;
+}
+
+std::unique_ptr<Peer> StartDiod() {
+  if (access(kDiod, X_OK) != 0) return nullptr;
+  auto peer = std::make_unique<Peer>();
+  peer->name = "diod";
+  std::string sock = (g_dir.parent_path() / (g_dir.filename().string() + ".diod.sock")).string();
+  unlink(sock.c_str());
+  peer->pid = fork();
+  if (peer->pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(kDiod, kDiod, "-f", "-n", "-N", "-t", "16", "-c", "/dev/null", "-l", sock.c_str(), "-e",
+          g_dir.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 200; ++i) {
+    auto s = p9::ConnectUnix(sock);
+    if (s.has_value()) {
+      auto c = p9::Client::Create(std::move(*s), 4u << 20);
+      if (!c.has_value()) return nullptr;
+      peer->client = std::move(*c);
+      auto r = p9::ClientFile::Attach(*peer->client, g_dir.string());
+      if (!r.has_value()) return nullptr;
+      peer->root = std::move(*r);
+      return peer;
+    }
+    usleep(20000);
+  }
+  return nullptr;
+}
+
+// One peer per (kind, msize), started on first use and kept for the whole run.
+Peer* GetPeer(const std::string& kind, uint32_t msize) {
+  static std::map<std::pair<std::string, uint32_t>, std::unique_ptr<Peer>> peers;
+  auto& p = peers[{kind, msize}];
+  if (!p) p = kind == "diod" ? StartDiod() : StartOurs(msize);
+  return p.get();
+}
+
+// Reads (or writes) `size` bytes at `off`, in requests of at most max_read.
+bool Transfer(const p9::ClientFile& f, p9::Client& c, char* buf, size_t size, uint64_t off,
+              bool write) {
+  size_t done = 0;
+  while (done < size) {
+    size_t n = std::min(size - done, write ? c.max_write() : c.max_read());
+    auto r = write ? f.WriteAt(p9::Bytes(buf + done, n), off + done)
+                   : f.ReadAt(std::span<char>(buf + done, n), off + done);
+    if (!r.has_value() || *r == 0) return false;
+    done += *r;
+  }
+  return true;
+}
+
+#define PEER_OR_SKIP(KIND, MSIZE)                                      \
+  Peer* peer = GetPeer(KIND, MSIZE);                                   \
+  if (peer == nullptr) {                                               \
+    state.SkipWithError((std::string(KIND) + " unavailable").c_str()); \
+    return;                                                            \
+  }                                                                    \
+  state.counters["msize"] = peer->client->msize();
+
+void IoBench(benchmark::State& state, const std::string& kind, bool write, bool donated) {
+  size_t size = static_cast<size_t>(state.range(0));
+  uint32_t msize = static_cast<uint32_t>(state.range(1));
+  PEER_OR_SKIP(kind, msize);
+  auto f = peer->root.Walk({write ? "wfile" : "big"});
+  if (!f.has_value()) return state.SkipWithError("walk");
+  namespace of = p9::open_flags;
+  if (!f->Open(write ? of::kWrOnly : of::kRdOnly).has_value()) return state.SkipWithError("open");
+  if (donated && f->donated_fd() < 0) return state.SkipWithError("no donated fd");
+  std::vector<char> buf(size, 'w');
+  uint64_t off = 0;
+  for (auto _ : state) {
+    if (off + size > kBigFile) off = 0;
+    bool ok = donated ? pread(f->donated_fd(), buf.data(), size, static_cast<off_t>(off)) ==
+                            static_cast<ssize_t>(size)
+                      : Transfer(*f, *peer->client, buf.data(), size, off, write);
+    if (!ok) return state.SkipWithError("io");
+    off += size;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
+}
+
+void BM_Read(benchmark::State& s, std::string kind) { IoBench(s, kind, false, false); }
+void BM_Write(benchmark::State& s, std::string kind) { IoBench(s, kind, true, false); }
+void BM_DonatedRead(benchmark::State& s, std::string kind) { IoBench(s, kind, false, true); }
+
+void BM_Getattr(benchmark::State& state, std::string kind) {
+  PEER_OR_SKIP(kind, 1u << 20);
+  auto f = peer->root.Walk({"small"});
+  if (!f.has_value()) return state.SkipWithError("walk");
+  for (auto _ : state) {
+    if (!f->GetAttr().has_value()) return state.SkipWithError("getattr");
+  }
+}
+
+void BM_Walk(benchmark::State& state, std::string kind) {
+  PEER_OR_SKIP(kind, 1u << 20);
+  std::vector<std::string> names;
+  for (int i = 0; i < state.range(0); ++i) names.push_back(std::string(1, static_cast<char>('a' + i)));
+  for (auto _ : state) {
+    auto f = peer->root.Walk(names);  // Walk + Clunk: one fid's life.
+    if (!f.has_value()) return state.SkipWithError("walk");
+  }
+  state.SetLabel(std::to_string(names.size()) + " names, incl. clunk");
+}
+
+void BM_OpenClunk(benchmark::State& state, std::string kind) {
+  PEER_OR_SKIP(kind, 1u << 20);
+  auto f = peer->root.Walk({"small"});
+  if (!f.has_value()) return state.SkipWithError("walk");
+  for (auto _ : state) {
+    auto c = f->Walk({});
+    if (!c.has_value() || !c->Open(p9::open_flags::kRdOnly).has_value()) return state.SkipWithError("open");
+  }
+  state.SetLabel("walk(clone)+lopen+clunk");
+}
+
+// Getattr from N threads sharing one connection (Threads(N) below).
+void BM_ConcurrentGetattr(benchmark::State& state, std::string kind) {
+  static std::mutex mu;
+  Peer* peer;
+  {
+    std::lock_guard l(mu);
+    peer = GetPeer(kind, 1u << 20);
+  }
+  if (peer == nullptr) return state.SkipWithError("unavailable");
+  auto f = peer->root.Walk({"small"});
+  if (!f.has_value()) return state.SkipWithError("walk");
+  for (auto _ : state) {
+    if (!f->GetAttr().has_value()) return state.SkipWithError("getattr");
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+long RssKib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+void BM_RssWith10kFids(benchmark::State& state, std::string kind) {
+  PEER_OR_SKIP(kind, 1u << 20);
+  long before = RssKib(peer->pid);
+  std::vector<p9::ClientFile> fids;
+  for (auto _ : state) {
+    fids.clear();
+    for (int i = 0; i < 10000; ++i) {
+      auto f = peer->root.Walk({"files", "f" + std::to_string(i % 1000)});
+      if (!f.has_value()) return state.SkipWithError("walk");
+      fids.push_back(std::move(*f));
+    }
+  }
+  state.counters["rss_before_KiB"] = static_cast<double>(before);
+  state.counters["rss_10k_fids_KiB"] = static_cast<double>(RssKib(peer->pid));
+}
+
+void MakeTree() {
+  char tmpl[] = "/tmp/p9_bench.XXXXXX";
+  g_dir = mkdtemp(tmpl);
+  {
+    std::ofstream big(g_dir / "big", std::ios::binary);
+    std::string chunk(1 << 20, 'b');
+    for (size_t i = 0; i < kBigFile / chunk.size(); ++i) big << chunk;
+  }
+  {
+    std::ofstream w(g_dir / "wfile", std::ios::binary);
+    std::string chunk(1 << 20, 'w');
+    for (size_t i = 0; i < kBigFile / chunk.size(); ++i) w << chunk;
+  }
+  std::ofstream(g_dir / "small") << "small";
+  fs::path p = g_dir;
+  for (char c = 'a'; c < 'a' + 8; ++c) p /= std::string(1, c);
+  fs::create_directories(p);
+  fs::create_directories(g_dir / "files");
+  for (int i = 0; i < 1000; ++i) std::ofstream(g_dir / "files" / ("f" + std::to_string(i)));
+  // Warm the host page cache: every reader measures the cached case.
+  std::ifstream in(g_dir / "big", std::ios::binary);
+  std::vector<char> b(1 << 20);
+  while (in.read(b.data(), static_cast<std::streamsize>(b.size()))) {
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  g_gofer = sentry::runsc::FindBinary("gofer/gofer");
+  if (g_gofer.empty()) {
+    fprintf(stderr, "p9_bench: cannot find the gofer binary\n");
+    return 1;
+  }
+  MakeTree();
+  auto sizes = [](benchmark::internal::Benchmark* b, bool msizes) {
+    for (int64_t s : {4 << 10, 64 << 10, 1 << 20, 4 << 20}) {
+      if (msizes) {
+        b->Args({s, 1 << 20});
+        b->Args({s, 4 << 20});
+      } else {
+        b->Arg(s);
+      }
+    }
+  };
+  sizes(benchmark::RegisterBenchmark("floor/socketpair_bulk", BM_SocketpairBulk), false);
+  benchmark::RegisterBenchmark("floor/socketpair_rtt64", BM_SocketpairRtt64)->Arg(0)->Arg(1);
+  sizes(benchmark::RegisterBenchmark("floor/native_pread", BM_NativePread), false);
+  benchmark::RegisterBenchmark("floor/native_stat", BM_NativeStat);
+  for (std::string kind : {"ours", "diod"}) {
+    sizes(benchmark::RegisterBenchmark(("9p/" + kind + "/read").c_str(), BM_Read, kind), true);
+    sizes(benchmark::RegisterBenchmark(("9p/" + kind + "/write").c_str(), BM_Write, kind), true);
+    if (kind == "ours") {
+      sizes(benchmark::RegisterBenchmark("9p/ours/donated_read", BM_DonatedRead, kind), true);
+    }
+    benchmark::RegisterBenchmark(("9p/" + kind + "/getattr").c_str(), BM_Getattr, kind);
+    benchmark::RegisterBenchmark(("9p/" + kind + "/walk").c_str(), BM_Walk, kind)->Arg(1)->Arg(8);
+    benchmark::RegisterBenchmark(("9p/" + kind + "/open_clunk").c_str(), BM_OpenClunk, kind);
+    benchmark::RegisterBenchmark(("9p/" + kind + "/concurrent_getattr").c_str(), BM_ConcurrentGetattr, kind)
+        ->Threads(1)->Threads(2)->Threads(8)->Threads(32)->UseRealTime();
+    benchmark::RegisterBenchmark(("9p/" + kind + "/rss_10k_fids").c_str(), BM_RssWith10kFids, kind)
+        ->Iterations(1);
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  fs::remove_all(g_dir);
+  return 0;
+}
