@@ -147,7 +147,8 @@ struct Peer {
 
 std::string g_gofer;
 
-std::unique_ptr<Peer> StartOurs(uint32_t msize) {
+// cpu >= 0: the gofer (every thread) runs on that CPU only.
+std::unique_ptr<Peer> StartOurs(uint32_t msize, int cpu = -1) {
   auto peer = std::make_unique<Peer>();
   peer->name = "ours";
   int sv[2];
@@ -156,6 +157,7 @@ std::unique_ptr<Peer> StartOurs(uint32_t msize) {
   std::ofstream(cfg) << "mounts { path: \"" << g_dir.string() << "\" destination: \"/\" }\n";
   peer->pid = fork();
   if (peer->pid == 0) {
+    if (cpu >= 0) Pin(cpu);
     close(sv[0]);
     std::string fds = "--io-fds=" + std::to_string(sv[1]);
     execl(g_gofer.c_str(), g_gofer.c_str(), ("--config=" + cfg).c_str(), fds.c_str(),
@@ -207,7 +209,12 @@ std::unique_ptr<Peer> StartDiod() {
 Peer* GetPeer(const std::string& kind, uint32_t msize) {
   static std::map<std::pair<std::string, uint32_t>, std::unique_ptr<Peer>> peers;
   auto& p = peers[{kind, msize}];
-  if (!p) p = kind == "diod" ? StartDiod() : StartOurs(msize);
+  if (!p) {
+    if (kind == "diod") p = StartDiod();
+    else if (kind == "ours-cpu0") p = StartOurs(msize, 0);
+    else if (kind == "ours-cpu1") p = StartOurs(msize, 1);
+    else p = StartOurs(msize);
+  }
   return p.get();
 }
 
@@ -266,6 +273,22 @@ void BM_Getattr(benchmark::State& state, std::string kind) {
   for (auto _ : state) {
     if (!f->GetAttr().has_value()) return state.SkipWithError("getattr");
   }
+}
+
+// Tgetattr with the client on CPU 0 and the gofer pinned to CPU 0 (arg 0) or CPU 1 (arg 1):
+// the same placements as floor/socketpair_rtt64.
+void BM_GetattrPinned(benchmark::State& state) {
+  bool cross = state.range(0) != 0;
+  std::string kind = cross ? "ours-cpu1" : "ours-cpu0";
+  PEER_OR_SKIP(kind, 1u << 20);
+  auto f = peer->root.Walk({"small"});
+  if (!f.has_value()) return state.SkipWithError("walk");
+  Pin(0);
+  for (auto _ : state) {
+    if (!f->GetAttr().has_value()) return state.SkipWithError("getattr");
+  }
+  Unpin();
+  state.SetLabel(cross ? "cross-cpu" : "same-cpu");
 }
 
 void BM_Walk(benchmark::State& state, std::string kind) {
@@ -389,6 +412,9 @@ int main(int argc, char** argv) {
       sizes(benchmark::RegisterBenchmark("9p/ours/donated_read", BM_DonatedRead, kind), true);
     }
     benchmark::RegisterBenchmark(("9p/" + kind + "/getattr").c_str(), BM_Getattr, kind);
+    if (kind == "ours") {
+      benchmark::RegisterBenchmark("9p/ours/getattr_pinned", BM_GetattrPinned)->Arg(0)->Arg(1);
+    }
     benchmark::RegisterBenchmark(("9p/" + kind + "/walk").c_str(), BM_Walk, kind)->Arg(1)->Arg(8);
     benchmark::RegisterBenchmark(("9p/" + kind + "/open_clunk").c_str(), BM_OpenClunk, kind);
     benchmark::RegisterBenchmark(("9p/" + kind + "/concurrent_getattr").c_str(), BM_ConcurrentGetattr, kind)

@@ -275,6 +275,8 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
     conn->max_write = impl->options.max_io;
   }
   if (conn->max_read == 0 || conn->max_read > impl->options.max_io) conn->max_read = impl->options.max_io;
+  // Sequential reads arrive as large requests (one round trip per max_io, not per 128 KiB).
+  if (conn->max_readahead < impl->options.max_io) conn->max_readahead = impl->options.max_io;
   // Writes go through our own write path (the 9p page cache, or the donated fd); the
   // kernel's write-back cache would hide errors until close.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;

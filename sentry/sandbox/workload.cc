@@ -135,6 +135,8 @@ void Forward(int sig) {
 [[noreturn]] void RunInit(const Prepared& p) {
   const WorkloadSpec& s = *p.spec;
   prctl(PR_SET_PDEATHSIG, SIGKILL);  // The sandbox gone: the whole PID namespace goes.
+  // Single-threaded now: the other namespaces can be entered here.
+  Check(unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC), "unshare");
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -156,7 +158,7 @@ void Forward(int sig) {
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) sigaction(sig, &sa, nullptr);
 
-  long pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+  pid_t pid = fork();  // The init is single-threaded: a plain fork.
   if (pid < 0) Fail("starting the workload", nullptr, errno, kExitSetupFailed);
   if (pid == 0) {
     struct sigaction dfl {};
@@ -196,11 +198,18 @@ p9::Result<pid_t> StartWorkload(const WorkloadSpec& spec, std::string* error) {
   p.umask_value = umask(022);
   umask(p.umask_value);
 
-  long pid = syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD,
-                     0, 0, 0, 0);
+  // The next child of this thread starts a new PID namespace as its init. glibc's fork (not a
+  // raw clone) keeps allocator and sanitizer locks consistent in the child, though other
+  // threads run; the child still sticks to system calls.
+  if (unshare(CLONE_NEWPID) != 0) {
+    int err = errno;
+    if (error) *error = std::string("cannot create the workload's PID namespace: ") + strerror(err);
+    return p9::Errno(err);
+  }
+  pid_t pid = fork();
   if (pid < 0) {
     int err = errno;
-    if (error) *error = std::string("cannot create the workload's namespaces: ") + strerror(err);
+    if (error) *error = std::string("cannot start the workload's init: ") + strerror(err);
     return p9::Errno(err);
   }
   if (pid == 0) RunInit(p);

@@ -1,6 +1,6 @@
 // Starting the workload on the sandbox's FUSE view.
 //
-// StartWorkload clones an init process into new PID, mount, UTS and IPC namespaces. The init
+// StartWorkload starts an init process in new PID, mount, UTS and IPC namespaces. The init
 // mounts the kernel's own /proc (of the new PID namespace), a read-only /sys and a small
 // /dev (tmpfs with null, zero, full, random, urandom, tty, a private devpts, shm) over the
 // view, pivots into the view and detaches the host's tree entirely, drops dangerous
@@ -10,8 +10,10 @@
 // and argv, exec of the already resolved executable. The init forwards SIGTERM, SIGINT,
 // SIGHUP and SIGQUIT to the workload, reaps orphans, and exits with the workload's status.
 //
-// The clone happens while other threads run (the FUSE workers), so everything the children
-// use is prepared beforehand and they only make system calls: no allocation, no locks.
+// The fork happens while other threads run (the FUSE workers), so everything the children
+// use is prepared beforehand and they only make system calls: no allocation, no locks. The
+// PID namespace is unshared by the calling thread just before (its next child is the init);
+// the init unshares the others itself. May be called once per process.
 //
 // Exit codes besides the workload's own: 125 the sandbox could not set the workload up,
 // 126 the executable could not be run, 127 it was not found; 128+N killed by signal N.
