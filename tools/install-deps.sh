@@ -7,6 +7,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libfuse3-dev fuse3 libseccomp-dev
   diod
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils file
+  bindfs bubblewrap proot fio gnuplot-nox bc
 )
 missing=()
 for p in "${PKGS[@]}"; do
