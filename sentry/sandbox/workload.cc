@@ -16,6 +16,8 @@
 
 #include <climits>
 
+#include "glog/logging.h"
+
 namespace sentry::sandbox {
 namespace {
 
@@ -201,16 +203,24 @@ p9::Result<pid_t> StartWorkload(const WorkloadSpec& spec, std::string* error) {
   // The next child of this thread starts a new PID namespace as its init. glibc's fork (not a
   // raw clone) keeps allocator and sanitizer locks consistent in the child, though other
   // threads run; the child still sticks to system calls.
-  if (unshare(CLONE_NEWPID) != 0) {
+  // Afterwards this thread goes back to its own PID namespace for children (setns), so later
+  // children (LeakSanitizer's tracer, for one) are not born into the workload's.
+  int own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+  if (own_pidns < 0 || unshare(CLONE_NEWPID) != 0) {
     int err = errno;
+    if (own_pidns >= 0) close(own_pidns);
     if (error) *error = std::string("cannot create the workload's PID namespace: ") + strerror(err);
     return p9::Errno(err);
   }
   pid_t pid = fork();
-  if (pid < 0) {
-    int err = errno;
-    if (error) *error = std::string("cannot start the workload's init: ") + strerror(err);
-    return p9::Errno(err);
+  if (pid != 0) {
+    int fork_err = errno;
+    if (setns(own_pidns, CLONE_NEWPID) != 0) PLOG(ERROR) << "sandbox: restoring the PID namespace";
+    close(own_pidns);
+    if (pid < 0) {
+      if (error) *error = std::string("cannot start the workload's init: ") + strerror(fork_err);
+      return p9::Errno(fork_err);
+    }
   }
   if (pid == 0) RunInit(p);
   return static_cast<pid_t>(pid);
