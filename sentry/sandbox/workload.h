@@ -12,8 +12,9 @@
 //
 // The fork happens while other threads run (the FUSE workers), so everything the children
 // use is prepared beforehand and they only make system calls: no allocation, no locks. The
-// PID namespace is unshared by the calling thread just before (its next child is the init);
-// the init unshares the others itself. May be called once per process.
+// PID namespace is unshared by the calling thread just before (its next child is the init)
+// and restored right after (setns), so later children are born outside it;
+// the init unshares the others itself.
 //
 // Exit codes besides the workload's own: 125 the sandbox could not set the workload up,
 // 126 the executable could not be run, 127 it was not found; 128+N killed by signal N.
