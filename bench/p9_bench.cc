@@ -131,7 +131,6 @@ void BM_NativeStat(benchmark::State& state) {
 // ---- 9P peers ----------------------------------------------------------------------------
 
 struct Peer {
-  std::string name;
   pid_t pid = -1;
   std::unique_ptr<p9::Client> client;
   p9::ClientFile root;
@@ -147,10 +146,20 @@ struct Peer {
 
 std::string g_gofer;
 
+// Negotiates a session on `sock` and attaches to the bench tree.
+std::unique_ptr<Peer> Attach(std::unique_ptr<Peer> peer, p9::UniqueFd sock, uint32_t msize) {
+  auto c = p9::Client::Create(std::move(sock), msize);
+  if (!c.has_value()) return nullptr;
+  peer->client = std::move(*c);
+  auto r = p9::ClientFile::Attach(*peer->client, g_dir.string());
+  if (!r.has_value()) return nullptr;
+  peer->root = std::move(*r);
+  return peer;
+}
+
 // cpu >= 0: the gofer (every thread) runs on that CPU only.
 std::unique_ptr<Peer> StartOurs(uint32_t msize, int cpu = -1) {
   auto peer = std::make_unique<Peer>();
-  peer->name = "ours";
   int sv[2];
   socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
   std::string cfg = (g_dir / "gofer.txtpb").string();
@@ -165,19 +174,12 @@ std::unique_ptr<Peer> StartOurs(uint32_t msize, int cpu = -1) {
     _exit(127);
   }
   close(sv[1]);
-  auto c = p9::Client::Create(p9::UniqueFd(sv[0]), msize);
-  if (!c.has_value()) return nullptr;
-  peer->client = std::move(*c);
-  auto r = p9::ClientFile::Attach(*peer->client, g_dir.string());
-  if (!r.has_value()) return nullptr;
-  peer->root = std::move(*r);
-  return peer;
+  return Attach(std::move(peer), p9::UniqueFd(sv[0]), msize);
 }
 
 std::unique_ptr<Peer> StartDiod() {
   if (access(kDiod, X_OK) != 0) return nullptr;
   auto peer = std::make_unique<Peer>();
-  peer->name = "diod";
   std::string sock = (g_dir.parent_path() / (g_dir.filename().string() + ".diod.sock")).string();
   unlink(sock.c_str());
   peer->pid = fork();
@@ -191,15 +193,7 @@ std::unique_ptr<Peer> StartDiod() {
   }
   for (int i = 0; i < 200; ++i) {
     auto s = p9::ConnectUnix(sock);
-    if (s.has_value()) {
-      auto c = p9::Client::Create(std::move(*s), 4u << 20);
-      if (!c.has_value()) return nullptr;
-      peer->client = std::move(*c);
-      auto r = p9::ClientFile::Attach(*peer->client, g_dir.string());
-      if (!r.has_value()) return nullptr;
-      peer->root = std::move(*r);
-      return peer;
-    }
+    if (s.has_value()) return Attach(std::move(peer), std::move(*s), 4u << 20);
     usleep(20000);
   }
   return nullptr;

@@ -8,7 +8,6 @@
 // In io-fd mode the gofer exits 0 once every connection is gone (the sandbox exited).
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -47,49 +46,23 @@ namespace {
 
 p9fs::GoferConfig ReadConfig() {
   p9fs::GoferConfig cfg;
-  std::string data;
   if (FLAGS_config_fd >= 0) {
-    char buf[65536];
-    for (;;) {
-      ssize_t n = read(FLAGS_config_fd, buf, sizeof(buf));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) Die("reading --config-fd: " + std::string(strerror(errno)));
-      if (n == 0) break;
-      data.append(buf, static_cast<size_t>(n));
-    }
+    auto data = p9::ReadToEnd(FLAGS_config_fd);
+    if (!data.has_value()) Die(std::string("reading --config-fd: ") + data.error().name());
     close(FLAGS_config_fd);
-    if (!cfg.ParseFromString(data)) Die("--config-fd: not a valid GoferConfig");
+    if (!cfg.ParseFromString(*data)) Die("--config-fd: not a valid GoferConfig");
     return cfg;
   }
   std::ifstream in(FLAGS_config, std::ios::binary);
   if (!in) Die("cannot read --config " + FLAGS_config);
   std::stringstream ss;
   ss << in.rdbuf();
-  data = ss.str();
+  std::string data = ss.str();
   bool ok = FLAGS_config.ends_with(".txtpb")
                 ? google::protobuf::TextFormat::ParseFromString(data, &cfg)
                 : cfg.ParseFromString(data);
   if (!ok) Die("--config " + FLAGS_config + ": not a valid GoferConfig");
   return cfg;
-}
-
-std::vector<int> ParseFds(const std::string& s) {
-  std::vector<int> fds;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos ||
-        item.size() > 9) {
-      Die("--io-fds: bad fd '" + item + "'");
-    }
-    int fd = std::stoi(item);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
-      Die("--io-fds: fd " + item + " is not an open socket");
-    }
-    fds.push_back(fd);
-  }
-  return fds;
 }
 
 int Main() {
@@ -132,7 +105,10 @@ int Main() {
 
   if (FLAGS_config.empty() && FLAGS_config_fd < 0) Die("need --config/--config-fd or --listen");
   p9fs::GoferConfig cfg = ReadConfig();
-  std::vector<int> fds = ParseFds(FLAGS_io_fds);
+  std::string error;
+  auto parsed = p9::ParseSocketFds(FLAGS_io_fds, &error);
+  if (!parsed.has_value()) Die("--io-fds: " + error);
+  std::vector<int> fds = std::move(*parsed);
   if (static_cast<size_t>(cfg.mounts_size()) != fds.size()) {
     Die("config has " + std::to_string(cfg.mounts_size()) + " mounts but --io-fds has " +
         std::to_string(fds.size()) + " fds");

@@ -139,4 +139,38 @@ uint64_t RaiseFdLimit() {
   return up.rlim_cur;
 }
 
+Result<std::vector<int>> ParseSocketFds(const std::string& list, std::string* error) {
+  std::vector<int> fds;
+  size_t start = 0;
+  while (start < list.size()) {
+    size_t comma = list.find(',', start);
+    std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    start = comma == std::string::npos ? list.size() : comma + 1;
+    if (item.empty() || item.size() > 9 || item.find_first_not_of("0123456789") != std::string::npos) {
+      if (error) *error = "bad fd '" + item + "'";
+      return Errno(EINVAL);
+    }
+    int fd = std::stoi(item);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      if (error) *error = "fd " + item + " is not an open socket";
+      return Errno(EINVAL);
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+Result<std::string> ReadToEnd(int fd) {
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return LastErrno();
+    if (n == 0) return data;
+    data.append(buf, static_cast<size_t>(n));
+  }
+}
+
 }  // namespace p9

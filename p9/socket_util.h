@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "p9/result.h"
 #include "p9/unique_fd.h"
@@ -24,6 +25,12 @@ Result<UniqueFd> ListenTcp(const std::string& host, uint16_t port,
 // "unix:PATH" or "tcp:HOST:PORT" (numeric IPv4 host). EINVAL for anything else.
 Result<UniqueFd> ConnectAddress(const std::string& address);
 Result<UniqueFd> ListenAddress(const std::string& address);
+
+// Inherited fds, as the launcher hands them to the gofer and the sandbox.
+// "A,B,...": each a decimal fd number open on a socket. EINVAL with `error` naming the bad one.
+Result<std::vector<int>> ParseSocketFds(const std::string& list, std::string* error);
+// Everything readable from `fd` (a pipe, a file or a memfd from its current offset).
+Result<std::string> ReadToEnd(int fd);
 
 // Raises this process's open-file limit as far as it may go (the hard limit; as root, the
 // kernel's nr_open, capped at 1<<20): a gofer holds one fd per file its client knows, a

@@ -5,7 +5,6 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -25,9 +24,9 @@ struct Node {
   VirtualDentry vd;
   uint64_t nlookup = 0;  // Guarded by Impl::mu.
   // Where the kernel last looked it up (for invalidation), and when it was last used.
-  fuse_ino_t parent = 0;                 // Guarded by Impl::mu.
-  std::string name;                      // Guarded by Impl::mu.
-  std::atomic<uint64_t> last_used{0};
+  fuse_ino_t parent = 0;   // Guarded by Impl::mu.
+  std::string name;        // Guarded by Impl::mu.
+  uint64_t last_used = 0;  // Guarded by Impl::mu. A tick of Impl::clock.
 };
 
 // What fi->fh points to.
@@ -51,6 +50,12 @@ int ReplyErrno(Errno e) {
       return EIO;
   }
   return e.value();
+}
+
+void Err(fuse_req_t req, Errno e) { fuse_reply_err(req, ReplyErrno(e)); }
+// The reply of an operation that returns nothing but its status.
+void ReplyStatus(fuse_req_t req, const Result<void>& r) {
+  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
 }
 
 }  // namespace
@@ -95,13 +100,13 @@ struct FuseServer::Impl {
 
   static Impl& Of(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req)); }
 
-  std::atomic<uint64_t> clock{0};  // Orders node uses for eviction.
+  uint64_t clock = 0;  // Guarded by mu. Orders node uses for eviction.
 
   std::shared_ptr<Node> Get(fuse_ino_t ino) {
     std::lock_guard l(mu);
     auto it = nodes.find(ino);
     if (it == nodes.end()) return nullptr;
-    it->second->last_used.store(++clock, std::memory_order_relaxed);
+    it->second->last_used = ++clock;
     return it->second;
   }
 
@@ -127,7 +132,7 @@ struct FuseServer::Impl {
       n->nlookup++;
       n->parent = parent;
       n->name = name;
-      n->last_used.store(++clock, std::memory_order_relaxed);
+      n->last_used = ++clock;
       count = nodes.size();
     }
     if (count > options.max_nodes) evict_cv.notify_one();
@@ -157,7 +162,7 @@ struct FuseServer::Impl {
         std::lock_guard l(mu);
         for (const auto& [id, n] : nodes) {
           if (id == FUSE_ROOT_ID || n->parent == 0) continue;
-          victims.emplace_back(n->last_used.load(std::memory_order_relaxed), n->parent, n->name);
+          victims.emplace_back(n->last_used, n->parent, n->name);
         }
       }
       size_t low = options.max_nodes - options.max_nodes / 5;
@@ -225,12 +230,13 @@ struct FuseServer::Impl {
   }
 
   // Replies with the entry for `vd` (just looked up or created under `parent`).
-  // Returns the node id given to the kernel, or 0 after replying with an error.
+  // Returns the node id given to the kernel, or 0 if the kernel got none (an error reply,
+  // or an interrupted request).
   fuse_ino_t ReplyEntry(fuse_req_t req, fuse_ino_t parent_ino, const VirtualDentry& parent,
                         const char* name, const VirtualDentry& vd, fuse_file_info* create_fi) {
     auto a = vfs->StatAt(vd);
     if (!a.has_value()) {
-      fuse_reply_err(req, ReplyErrno(a.error()));
+      Err(req, a.error());
       return 0;
     }
     fuse_entry_param e{};
@@ -240,7 +246,10 @@ struct FuseServer::Impl {
     e.entry_timeout = Timeout(parent);
     e.attr_timeout = Timeout(vd);
     int rc = create_fi ? fuse_reply_create(req, &e, create_fi) : fuse_reply_entry(req, &e);
-    if (rc != 0) Forget(e.ino, 1);  // The kernel never saw it (interrupted).
+    if (rc != 0) {  // The kernel never saw it (interrupted).
+      Forget(e.ino, 1);
+      return 0;
+    }
     return e.ino;
   }
 
@@ -248,10 +257,7 @@ struct FuseServer::Impl {
   void ReplyCreated(fuse_req_t req, fuse_ino_t parent_ino, const VirtualDentry& parent,
                     const char* name) {
     auto vd = vfs->ns().Resolve(parent, name, false);
-    if (!vd.has_value()) {
-      fuse_reply_err(req, ReplyErrno(vd.error()));
-      return;
-    }
+    if (!vd.has_value()) return Err(req, vd.error());
     ReplyEntry(req, parent_ino, parent, name, *vd, nullptr);
   }
 };
@@ -259,8 +265,6 @@ struct FuseServer::Impl {
 namespace {
 
 using Impl = FuseServer::Impl;
-
-void Err(fuse_req_t req, Errno e) { fuse_reply_err(req, ReplyErrno(e)); }
 
 #define NODE_OR_REPLY(var, ino)                  \
   std::shared_ptr<Node> var = impl.Get(ino);     \
@@ -286,7 +290,6 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Impl& impl = Impl::Of(req);
   NODE_OR_REPLY(p, parent);
-  if (impl.options.debug) VLOG(1) << "fuse: lookup " << parent << " " << name;
   auto vd = impl.vfs->ns().Resolve(p->vd, name, false);
   if (!vd.has_value()) {
     if (vd.error() == Errno(ENOENT) && impl.Timeout(p->vd) > 0) {
@@ -391,15 +394,13 @@ void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Impl& impl = Impl::Of(req);
   NODE_OR_REPLY(p, parent);
-  auto r = impl.vfs->Unlink(p->vd, name);
-  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+  ReplyStatus(req, impl.vfs->Unlink(p->vd, name));
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Impl& impl = Impl::Of(req);
   NODE_OR_REPLY(p, parent);
-  auto r = impl.vfs->Rmdir(p->vd, name);
-  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+  ReplyStatus(req, impl.vfs->Rmdir(p->vd, name));
 }
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
@@ -410,8 +411,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   if (flags != 0) return Err(req, Errno(EINVAL));
   NODE_OR_REPLY(p, parent);
   NODE_OR_REPLY(np, newparent);
-  auto r = impl.vfs->RenameAt(p->vd, name, np->vd, newname);
-  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+  ReplyStatus(req, impl.vfs->RenameAt(p->vd, name, np->vd, newname));
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
@@ -471,8 +471,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t of
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  auto r = HandleOf(fi)->h->file->Flush();
-  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+  ReplyStatus(req, HandleOf(fi)->h->file->Flush());
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -481,8 +480,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
-  auto r = HandleOf(fi)->h->file->Fsync();
-  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+  ReplyStatus(req, HandleOf(fi)->h->file->Fsync());
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -552,8 +550,7 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
-  auto r = HandleOf(fi)->h->file->Fsync();
-  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+  ReplyStatus(req, HandleOf(fi)->h->file->Fsync());
 }
 
 void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
@@ -578,8 +575,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
                 size_t size, int flags) {
   Impl& impl = Impl::Of(req);
   NODE_OR_REPLY(n, ino);
-  auto r = impl.vfs->SetXattrAt(n->vd, name, std::string(value, size), flags);
-  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+  ReplyStatus(req, impl.vfs->SetXattrAt(n->vd, name, std::string(value, size), flags));
 }
 
 // getxattr/listxattr: size 0 asks for the length; a value longer than `size` is ERANGE.
@@ -614,8 +610,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Impl& impl = Impl::Of(req);
   NODE_OR_REPLY(n, ino);
-  auto r = impl.vfs->RemoveXattrAt(n->vd, name);
-  fuse_reply_err(req, r.has_value() ? 0 : ReplyErrno(r.error()));
+  ReplyStatus(req, impl.vfs->RemoveXattrAt(n->vd, name));
 }
 
 const fuse_lowlevel_ops kOps = [] {

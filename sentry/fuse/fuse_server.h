@@ -49,7 +49,7 @@ struct FuseOptions {
   size_t max_nodes = 10000;
   // Name shown in /proc/mounts.
   std::string fsname = "sentry";
-  // Log every request (glog, VLOG(1) level is enough to see them).
+  // libfuse's trace of every request, on stderr.
   bool debug = false;
 };
 

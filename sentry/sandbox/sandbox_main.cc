@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -61,35 +60,12 @@ namespace {
 template <typename Message>
 Message ReadMessage(int fd, const char* flag) {
   if (fd < 0) Die(std::string("missing --") + flag);
-  std::string data;
-  char buf[65536];
-  for (off_t off = 0;;) {
-    ssize_t n = pread(fd, buf, sizeof(buf), off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) Die(std::string("reading --") + flag + ": " + strerror(errno));
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-    off += n;
-  }
+  auto data = p9::ReadToEnd(fd);
+  if (!data.has_value()) Die(std::string("reading --") + flag + ": " + data.error().name());
   close(fd);
   Message m;
-  if (!m.ParseFromString(data)) Die(std::string("--") + flag + ": not a valid message");
+  if (!m.ParseFromString(*data)) Die(std::string("--") + flag + ": not a valid message");
   return m;
-}
-
-std::vector<int> ParseFds(const std::string& s) {
-  std::vector<int> fds;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty() || item.size() > 9 || item.find_first_not_of("0123456789") != std::string::npos) {
-      Die("--io-fds: bad fd '" + item + "'");
-    }
-    int fd = std::stoi(item);
-    if (fcntl(fd, F_GETFD) < 0) Die("--io-fds: fd " + item + " is not open");
-    fds.push_back(fd);
-  }
-  return fds;
 }
 
 int Main() {
@@ -111,10 +87,11 @@ int Main() {
   auto spec = ReadMessage<p9fs::OciSpec>(FLAGS_spec_fd, "spec-fd");
   auto config = ReadMessage<p9fs::RuntimeConfig>(FLAGS_config_fd, "config-fd");
   if (FLAGS_mountpoint.empty()) Die("missing --mountpoint");
-  std::vector<int> io_fds = ParseFds(FLAGS_io_fds);
-
   std::string error;
-  auto boot = boot::CreateMountNamespace(spec, config, io_fds, &error);
+  auto io_fds = p9::ParseSocketFds(FLAGS_io_fds, &error);
+  if (!io_fds.has_value()) Die("--io-fds: " + error);
+
+  auto boot = boot::CreateMountNamespace(spec, config, std::move(*io_fds), &error);
   if (!boot.has_value()) Die("building the mount namespace: " + error);
   for (const auto& w : boot->warnings) LOG(WARNING) << w;
   auto vfs = std::make_shared<vfs::Vfs>(boot->ns);

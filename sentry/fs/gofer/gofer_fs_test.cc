@@ -59,7 +59,9 @@ class GoferFsTest : public ::testing::TestWithParam<CachePolicy> {
     root_ = {};  // Holds the mount, hence the file system and its client.
     vfs_.reset();
     fs_.reset();
-    if (server_) EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+    if (server_) {
+      EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+    }
     server_.reset();
     hfs::remove_all(dir_);
   }
