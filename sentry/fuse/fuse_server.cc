@@ -285,6 +285,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // kernel's write-back cache would hide errors until close.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -423,7 +424,9 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   impl.ReplyCreated(req, newparent, np->vd, newname);
 }
 
-int OpenFlags(int flags) { return flags & ~(O_CREAT | O_EXCL | O_NOCTTY); }
+// O_DIRECT is the kernel's business (it bypasses its page cache and sends us READs); the
+// sentry's own buffers are not aligned, so it must not reach the host open.
+int OpenFlags(int flags) { return flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT); }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Impl& impl = Impl::Of(req);
@@ -455,6 +458,16 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 
 void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   Handle* hd = HandleOf(fi);
+  if (auto ext = hd->h->file->ReadableHostExtent(static_cast<uint64_t>(off), size)) {
+    // Straight from the host fd: libfuse splices it into /dev/fuse (FUSE_CAP_SPLICE_WRITE),
+    // so the data is copied once, host page cache to FUSE page cache, never through us.
+    fuse_bufvec bv = FUSE_BUFVEC_INIT(ext->len);
+    bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    bv.buf[0].fd = ext->fd;
+    bv.buf[0].pos = off;
+    fuse_reply_data(req, &bv, static_cast<fuse_buf_copy_flags>(0));
+    return;
+  }
   thread_local std::vector<char> buf;
   if (buf.size() < size) buf.resize(size);
   auto n = hd->h->ReadAt(std::span<char>(buf.data(), size), static_cast<uint64_t>(off));

@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "p9/server.h"
 #include "p9/socket_util.h"
+#include "p9/unique_fd.h"
 #include "sentry/fs/gofer/gofer_fs.h"
 #include "sentry/fs/tmpfs/tmpfs.h"
 
@@ -198,6 +199,32 @@ TEST_P(FuseServerTest, LargeFileRoundTrip) {
   }
   EXPECT_EQ(Slurp(host_ / "sub/big"), data);
   EXPECT_EQ(Slurp(M("sub/big")), data);
+}
+
+// Reads are spliced from the donated host fd only when the sentry holds nothing newer: a
+// write not yet written back (fscache) must be what an uncached reader sees.
+TEST_P(FuseServerTest, ReadsSeeWritesNotYetWrittenBack) {
+  std::string old(64 * 1024, 'o');
+  std::ofstream(host_ / "sub/f", std::ios::binary) << old;
+  p9::UniqueFd w(open(M("sub/f").c_str(), O_WRONLY));
+  ASSERT_GE(w.get(), 0);
+  ASSERT_EQ(pwrite(w.get(), "NEW", 3, 40000), 3);
+  if (GetParam() == CachePolicy::kFscache) {
+    EXPECT_EQ(Slurp(host_ / "sub/f"), old) << "write-back: the host has not seen it yet";
+  }
+  // O_DIRECT: past the kernel's page cache, so the READ reaches us.
+  p9::UniqueFd r(open(M("sub/f").c_str(), O_RDONLY | O_DIRECT));
+  ASSERT_GE(r.get(), 0);
+  std::unique_ptr<char, decltype(&free)> buf(
+      static_cast<char*>(aligned_alloc(4096, old.size())), &free);
+  ASSERT_EQ(pread(r.get(), buf.get(), old.size(), 0), static_cast<ssize_t>(old.size()))
+      << strerror(errno);
+  std::string want = old;
+  want.replace(40000, 3, "NEW");
+  EXPECT_TRUE(std::string(buf.get(), old.size()) == want);
+  r.reset();
+  w.reset();
+  EXPECT_EQ(Slurp(host_ / "sub/f"), want);
 }
 
 TEST_P(FuseServerTest, ReaddirOfManyEntriesIsComplete) {

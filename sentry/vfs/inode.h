@@ -8,6 +8,7 @@
 #define SENTRY_VFS_INODE_H_
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,8 +35,19 @@ class OpenFile {
   // What close(2) owes: writes back data the file system holds for this file (a write-back
   // cache), so that the next opener and the host see it, without asking for durability.
   virtual Result<void> Flush() { return p9::Ok(); }
-  // A host fd for direct I/O, if the file system has one (9P with fd donation); else -1.
-  virtual int host_fd() const { return -1; }
+  // Where the file system can name a host fd that holds bytes [offset, offset+len) exactly as
+  // ReadAt would return them now (9P with fd donation and nothing newer held in the sandbox):
+  // the fd and how many bytes of the range to take from it (fewer at the cached end of file).
+  // A caller may then splice from the fd instead of copying through ReadAt. nullopt: use
+  // ReadAt. The fd stays owned by the file and valid while it is open.
+  struct HostExtent {
+    int fd;
+    size_t len;
+  };
+  virtual std::optional<HostExtent> ReadableHostExtent(uint64_t offset, size_t len) {
+    (void)offset, (void)len;
+    return std::nullopt;
+  }
 };
 
 class Inode : public std::enable_shared_from_this<Inode> {

@@ -74,7 +74,7 @@ class GoferFile : public OpenFile {
   }
 
   Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override {
-    if (cache_) return cache_->Read(dst, offset, BackendRead());
+    if (cache_) return cache_->Read(dst, offset, BackendRead(), fid_.donated_fd() < 0);
     return DirectRead(dst, offset);
   }
   Result<size_t> WriteAt(std::span<const char> src, uint64_t offset) override;
@@ -88,8 +88,8 @@ class GoferFile : public OpenFile {
   }
   Result<void> Fsync() override {
     if (cache_ && writable()) P9_RETURN_IF_ERROR(cache_->Flush(BackendWrite()));
-    if (host_fd() >= 0) {
-      if (fsync(host_fd()) != 0) return p9::LastErrno();
+    if (int fd = fid_.donated_fd(); fd >= 0) {
+      if (fsync(fd) != 0) return p9::LastErrno();
       return p9::Ok();
     }
     return fid_.Fsync();
@@ -98,7 +98,14 @@ class GoferFile : public OpenFile {
     if (cache_ && writable()) return cache_->Flush(BackendWrite());
     return p9::Ok();
   }
-  int host_fd() const override { return cache_ ? -1 : fid_.donated_fd(); }
+  std::optional<HostExtent> ReadableHostExtent(uint64_t offset, size_t len) override {
+    int fd = fid_.donated_fd();
+    if (fd < 0) return std::nullopt;
+    if (!cache_) return HostExtent{fd, len};  // The host's end of file is the end.
+    std::optional<size_t> clean = cache_->CleanExtent(offset, len);
+    if (!clean.has_value()) return std::nullopt;
+    return HostExtent{fd, *clean};
+  }
 
  private:
   bool writable() const { return (flags_ & O_ACCMODE) != O_RDONLY; }

@@ -13,36 +13,72 @@ p9::Result<PageCache::Page*> PageCache::GetPage(uint64_t index, bool fill, const
   uint64_t off = index * kPageSize;
   if (fill && off < size_) {
     size_t want = std::min<uint64_t>(kPageSize, size_ - off);
-    size_t done = 0;
-    while (done < want) {
-      P9_ASSIGN_OR_RETURN(size_t n, rd(std::span<char>(p.data.data() + done, want - done),
-                                       off + done));
-      if (n == 0) break;  // Shorter on the host than we thought: the rest reads as zeros.
-      done += n;
-    }
+    P9_RETURN_IF_ERROR(ReadFull(std::span<char>(p.data.data(), want), off, rd));
   }
   return &pages_.emplace(index, std::move(p)).first->second;
 }
 
-p9::Result<size_t> PageCache::Read(std::span<char> dst, uint64_t off, const ReadFn& backend) {
+p9::Result<size_t> PageCache::Read(std::span<char> dst, uint64_t off, const ReadFn& backend,
+                                   bool populate) {
   std::lock_guard l(mu_);
   if (off >= size_) return size_t{0};
-  size_t total = std::min<uint64_t>(dst.size(), size_ - off);
-  size_t done = 0;
-  while (done < total) {
-    uint64_t pos = off + done;
+  const uint64_t end = off + std::min<uint64_t>(dst.size(), size_ - off);
+  uint64_t pos = off;
+  while (pos < end) {
     uint64_t index = pos / kPageSize;
-    size_t in_page = pos % kPageSize;
-    size_t n = std::min(total - done, kPageSize - in_page);
-    if (pages_.size() >= kMaxPages && !pages_.contains(index)) {
+    auto it = pages_.find(index);
+    if (it != pages_.end()) {
+      size_t n = std::min<uint64_t>(end - pos, (index + 1) * kPageSize - pos);
+      std::memcpy(dst.data() + (pos - off), it->second.data.data() + pos % kPageSize, n);
+      pos += n;
+      continue;
+    }
+    // A run of missing pages costs one backend read, not one per page.
+    uint64_t last = index + 1;
+    auto next = pages_.lower_bound(last);
+    uint64_t run_end_page = next == pages_.end() ? UINT64_MAX : next->first;
+    uint64_t run_end = std::min<uint64_t>(end, run_end_page == UINT64_MAX
+                                                   ? end
+                                                   : run_end_page * kPageSize);
+    if (!populate) {
+      P9_RETURN_IF_ERROR(ReadFull(std::span<char>(dst.data() + (pos - off), run_end - pos), pos,
+                                  backend));
+      pos = run_end;
+      continue;
+    }
+    // Whole pages, so the cache never holds a partial one.
+    uint64_t first_byte = index * kPageSize;
+    uint64_t last_page = (run_end + kPageSize - 1) / kPageSize;
+    uint64_t fill_end = std::min<uint64_t>(last_page * kPageSize, size_);
+    std::vector<char> buf(last_page * kPageSize - first_byte, '\0');
+    P9_RETURN_IF_ERROR(
+        ReadFull(std::span<char>(buf.data(), fill_end - first_byte), first_byte, backend));
+    if (pages_.size() + (last_page - index) > kMaxPages) {
       // Bounded memory: drop clean pages (dirty ones stay until flushed).
       std::erase_if(pages_, [](const auto& kv) { return !kv.second.dirty; });
     }
-    P9_ASSIGN_OR_RETURN(Page * p, GetPage(index, true, backend));
-    std::memcpy(dst.data() + done, p->data.data() + in_page, n);
+    for (uint64_t i = index; i < last_page; ++i) {
+      const char* src = buf.data() + (i - index) * kPageSize;
+      pages_.emplace(i, Page{std::vector<char>(src, src + kPageSize), false});
+    }
+    std::memcpy(dst.data() + (pos - off), buf.data() + (pos - first_byte), run_end - pos);
+    pos = run_end;
+  }
+  return static_cast<size_t>(end - off);
+}
+
+p9::Result<void> PageCache::ReadFull(std::span<char> dst, uint64_t off, const ReadFn& rd) {
+  size_t done = 0;
+  while (done < dst.size()) {
+    P9_ASSIGN_OR_RETURN(size_t n, rd(dst.subspan(done), off + done));
+    if (n == 0) {
+      // Shorter on the host than we thought: the rest reads as zeros.
+      std::fill(dst.begin() + static_cast<ptrdiff_t>(done), dst.end(), '\0');
+      break;
+    }
     done += n;
   }
-  return total;
+  return p9::Ok();
 }
 
 p9::Result<void> PageCache::MakeRoom(const WriteFn& wr) {
@@ -87,6 +123,17 @@ p9::Result<void> PageCache::FlushLocked(const WriteFn& wr) {
     p.dirty = false;
   }
   return p9::Ok();
+}
+
+std::optional<size_t> PageCache::CleanExtent(uint64_t off, size_t len) const {
+  std::lock_guard l(mu_);
+  if (off >= size_) return size_t{0};
+  uint64_t end = off + std::min<uint64_t>(len, size_ - off);
+  for (auto it = pages_.lower_bound(off / kPageSize);
+       it != pages_.end() && it->first * kPageSize < end; ++it) {
+    if (it->second.dirty) return std::nullopt;
+  }
+  return static_cast<size_t>(end - off);
 }
 
 p9::Result<void> PageCache::Flush(const WriteFn& wr) {

@@ -1,5 +1,5 @@
 // The sentry's page cache for one 9P file under cache=fscache (write-back) and
-// cache=fscache_writethrough. Pages are 4 KiB; reads fill missing pages from the backend;
+// cache=fscache_writethrough. Pages are 4 KiB; reads fill missing runs from the backend;
 // writes land in the cache and are either written through at once or marked dirty and
 // written back on Flush (fsync, close of a writable file, truncate). The cached size is
 // authoritative while the cache holds dirty data.
@@ -35,10 +35,18 @@ class PageCache {
   // `size` is the backend's file size when the cache is created.
   explicit PageCache(uint64_t size) : size_(size) {}
 
-  p9::Result<size_t> Read(std::span<char> dst, uint64_t off, const ReadFn& backend);
+  // Cached pages are copied out; each run of missing pages is one backend read. With
+  // `populate`, the run is kept as clean pages (worth it when a miss costs a round trip);
+  // without, it is read straight into `dst` (a donated host fd: the host's page cache
+  // already holds it, and a second copy here would only cost memory and a memcpy).
+  p9::Result<size_t> Read(std::span<char> dst, uint64_t off, const ReadFn& backend,
+                          bool populate);
   // With `writethrough`, the backend write happens before returning.
   p9::Result<size_t> Write(std::span<const char> src, uint64_t off, const ReadFn& rd,
                            const WriteFn& wr, bool writethrough);
+  // How much of [off, off+len) the backend holds exactly as Read would return it (no dirty
+  // page in the range, clamped to the cached size); nullopt when some of it is dirty.
+  std::optional<size_t> CleanExtent(uint64_t off, size_t len) const;
   // Writes back every dirty page.
   p9::Result<void> Flush(const WriteFn& wr);
   // The file was truncated (by us, after flushing) to `size`.
@@ -54,6 +62,8 @@ class PageCache {
   // REQUIRES: mu_ held.
   p9::Result<Page*> GetPage(uint64_t index, bool fill, const ReadFn& rd);
   p9::Result<void> FlushLocked(const WriteFn& wr);
+  // All of dst from the backend; past the backend's end of file, zeros.
+  static p9::Result<void> ReadFull(std::span<char> dst, uint64_t off, const ReadFn& rd);
   p9::Result<void> MakeRoom(const WriteFn& wr);
 
   mutable std::mutex mu_;
