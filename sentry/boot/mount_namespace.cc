@@ -157,7 +157,8 @@ Result<std::shared_ptr<vfs::Filesystem>> CreateRootFs(const p9fs::OciSpec& spec,
   }
   // Mount points for every mount, supplied by a read-only tree under the root.
   P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> with_tree,
-                      fs::OverlayFs::Create(root, fs::MakeMountPointTree(WithMandatory(Subtargets("/", mounts))), false));
+                      fs::OverlayFs::Create(root, fs::MakeMountPointTree(WithMandatory(Subtargets("/", mounts))),
+                                              fs::OverlayFs::Kind::kSubmounts));
   root = with_tree;
   if (config.overlay() && !spec.root().readonly()) {
     P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> ov,
@@ -193,7 +194,8 @@ Result<void> MountOne(vfs::MountNamespace& ns,
   std::vector<std::string> below = Subtargets(m.destination(), mounts);
   if (!below.empty()) {
     P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> t,
-                        fs::OverlayFs::Create(f, fs::MakeMountPointTree(below), false));
+                        fs::OverlayFs::Create(f, fs::MakeMountPointTree(below),
+                                              fs::OverlayFs::Kind::kSubmounts));
     f = t;
   }
   vfs::MountFlags flags = MountFlagsOf(m.options(), nullptr);

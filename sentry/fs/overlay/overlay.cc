@@ -22,6 +22,8 @@ struct OverlayFs::State {
   // child caches. Held across calls into the layers, which take only their own locks.
   std::recursive_mutex mu;
   std::shared_ptr<Inode> upper_root;
+  // kSubmounts: the upper holds no whiteouts or opaque markers (set once at creation).
+  bool markers = true;
 };
 
 namespace {
@@ -211,7 +213,7 @@ class OvInode : public Inode {
     P9_RETURN_IF_ERROR(nd->CopyUp());
     P9_RETURN_IF_ERROR(nd->RemoveWhiteout(newname));
     P9_RETURN_IF_ERROR(upper_->Rename(oldname, *nd->upper_, newname));
-    if (src->is_dir() && dst_had_lower) {
+    if (src->is_dir() && dst_had_lower && st_->markers) {
       P9_RETURN_IF_ERROR(src->upper_->SetXattr(kOpaqueXattr, "y", 0));
     }
     if (src->lower_) P9_RETURN_IF_ERROR(MakeWhiteout(oldname));
@@ -373,13 +375,13 @@ class OvInode : public Inode {
       auto r = upper_->Lookup(name);
       if (r.has_value()) {
         P9_ASSIGN_OR_RETURN(Attr a, (*r)->GetAttr());
-        if (IsWhiteout(a)) return Errno(ENOENT);
+        if (st_->markers && IsWhiteout(a)) return Errno(ENOENT);
         u = *r;
-        opaque = (a.mode & S_IFMT) != S_IFDIR || IsOpaque(*u);
+        opaque = (a.mode & S_IFMT) != S_IFDIR || (st_->markers && IsOpaque(*u));
       } else if (r.error() != Errno(ENOENT)) {
         return r.error();
       }
-      if (IsOpaque(*upper_)) opaque = true;
+      if (st_->markers && IsOpaque(*upper_)) opaque = true;
     }
     if (lower_ && !opaque) {
       auto r = lower_->Lookup(name);
@@ -418,6 +420,7 @@ class OvInode : public Inode {
     if (existing.has_value()) return Errno(EEXIST);
     if (existing.error() != Errno(ENOENT)) return existing.error();
     P9_RETURN_IF_ERROR(CopyUp());
+    if (!st_->markers) return false;
     auto r = upper_->Lookup(name);
     if (!r.has_value()) return false;
     P9_RETURN_IF_ERROR(upper_->Unlink(name, false));  // Only a whiteout can be there.
@@ -425,6 +428,7 @@ class OvInode : public Inode {
   }
 
   Result<void> RemoveWhiteout(const std::string& name) {
+    if (!st_->markers) return p9::Ok();
     auto r = upper_->Lookup(name);
     if (!r.has_value()) return p9::Ok();
     P9_ASSIGN_OR_RETURN(Attr a, (*r)->GetAttr());
@@ -432,13 +436,16 @@ class OvInode : public Inode {
     return p9::Ok();
   }
 
+  // kSubmounts writes none: the lower name is a mount point and shows again.
   Result<void> MakeWhiteout(const std::string& name) {
+    if (!st_->markers) return p9::Ok();
     P9_RETURN_IF_ERROR(upper_->Mknod(name, S_IFCHR, 0, 0, 0));
     return p9::Ok();
   }
 
   // Removes the whiteouts in this (otherwise empty) upper directory so it can be removed.
   Result<void> ClearWhiteouts() {
+    if (!st_->markers) return p9::Ok();
     P9_ASSIGN_OR_RETURN(std::vector<DirEntry> ents, ListAll(*upper_));
     for (auto& e : ents) P9_RETURN_IF_ERROR(upper_->Unlink(e.name, false));
     return p9::Ok();
@@ -454,7 +461,7 @@ class OvInode : public Inode {
       P9_ASSIGN_OR_RETURN(std::vector<DirEntry> ups, ListAll(*upper_));
       for (auto& e : ups) {
         seen.insert(e.name);
-        if (e.type == 2 /* DT_CHR */) {
+        if (st_->markers && e.type == 2 /* DT_CHR */) {
           auto c = upper_->Lookup(e.name);
           if (c.has_value()) {
             auto a = (*c)->GetAttr();
@@ -463,7 +470,7 @@ class OvInode : public Inode {
         }
         out.push_back(std::move(e));
       }
-      opaque = IsOpaque(*upper_);
+      opaque = st_->markers && IsOpaque(*upper_);
     }
     if (lower_ && !opaque) {
       P9_ASSIGN_OR_RETURN(std::vector<DirEntry> lows, ListAll(*lower_));
@@ -488,8 +495,10 @@ class OvInode : public Inode {
 
 Result<std::shared_ptr<OverlayFs>> OverlayFs::Create(std::shared_ptr<vfs::Filesystem> upper,
                                                      std::shared_ptr<vfs::Filesystem> lower,
-                                                     bool adopt_lower_root_attrs) {
+                                                     Kind kind) {
+  const bool adopt_lower_root_attrs = kind == Kind::kCopyUp;
   auto st = std::make_shared<State>();
+  st->markers = kind == Kind::kCopyUp;
   st->upper_root = upper->root();
   P9_ASSIGN_OR_RETURN(Attr ua, st->upper_root->GetAttr());
   if ((ua.mode & S_IFMT) != S_IFDIR) return Errno(ENOTDIR);

@@ -27,13 +27,21 @@ inline constexpr char kOpaqueXattr[] = "trusted.overlay.opaque";
 
 class OverlayFs : public vfs::Filesystem {
  public:
-  // `upper` must be writable (a fresh tmpfs); `lower` is only read. With
-  // `adopt_lower_root_attrs` (the usual case) the upper root takes the lower root's mode and
-  // owner so the merged root looks like the lower one; the submount overlay, whose upper is
-  // the real root and whose lower is the mount-point tree, passes false.
+  enum class Kind {
+    // A writable upper (a fresh tmpfs) over a read-only lower, in overlayfs's form: copy-up,
+    // whiteouts and opaque directories. The upper root takes the lower root's mode and
+    // owner, so the merged root looks like the lower one.
+    kCopyUp,
+    // The submount overlay (the seeds' addSubmountOverlay): the upper is the real tree and
+    // the lower only supplies mount-point directories missing from it. The upper is
+    // authoritative: nothing in it is read as a whiteout or opaque marker, none is ever
+    // written into it, and the merged root keeps the upper's attributes.
+    kSubmounts,
+  };
+  // `lower` is only read; `upper` takes every change.
   static p9::Result<std::shared_ptr<OverlayFs>> Create(std::shared_ptr<vfs::Filesystem> upper,
                                                        std::shared_ptr<vfs::Filesystem> lower,
-                                                       bool adopt_lower_root_attrs = true);
+                                                       Kind kind = Kind::kCopyUp);
   std::string type() const override { return "overlay"; }
   std::shared_ptr<vfs::Inode> root() override { return root_; }
   std::shared_ptr<vfs::Filesystem> upper() const { return upper_; }

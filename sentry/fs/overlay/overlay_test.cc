@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sentry/fs/synth/special.h"
 #include "sentry/fs/tmpfs/tmpfs.h"
 #include "sentry/vfs/vfs.h"
 
@@ -34,7 +35,7 @@ class OneInodeFs : public vfs::Filesystem {
 };
 
 class OverlayTest : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
     lower_ = std::make_shared<Tmpfs>(TmpfsOptions{.mode = 0755});
     auto lns = MountNamespace::Create(lower_, {}, "lower");
@@ -245,6 +246,42 @@ TEST_F(OverlayTest, OverlayOverASingleFile) {
   Put(*vfs_, "/dir/x", "rewritten");
   EXPECT_EQ(Get(*vfs_, "/dir/x"), "rewritten");
   EXPECT_EQ(Get(*lower_vfs_, "/a"), "lower a");
+}
+
+// The submount overlay: the real tree is the upper and is never reinterpreted or marked.
+TEST(SubmountOverlayTest, UpperIsAuthoritativeAndNeverMarked) {
+  auto real = std::make_shared<Tmpfs>(TmpfsOptions{.mode = 0755});
+  auto rns = MountNamespace::Create(real, {}, "real");
+  Vfs rv(*rns);
+  // What an overlayfs upper would read as a whiteout and an opaque directory.
+  ASSERT_TRUE(rv.Mknod(rv.root(), "/w", S_IFCHR | 0600, 0).has_value());
+  ASSERT_TRUE(rv.Mkdir(rv.root(), "/proc", 0755).has_value());
+  ASSERT_TRUE(rv.SetXattr(rv.root(), "/proc", kOpaqueXattr, "y", 0).has_value());
+  OverlayTest::Put(rv, "/proc/keep", "k");
+  ASSERT_TRUE(rv.Mkdir(rv.root(), "/tmp", 0700).has_value());
+
+  auto tree = MakeMountPointTree({"/proc/self", "/tmp", "/dev/pts"});
+  auto ov = OverlayFs::Create(real, tree, OverlayFs::Kind::kSubmounts);
+  ASSERT_TRUE(ov.has_value());
+  auto ns = MountNamespace::Create(*ov, {}, "sub");
+  Vfs v(*ns);
+  EXPECT_EQ(OverlayTest::Names(v, "/"), (std::set<std::string>{"w", "proc", "tmp", "dev"}));
+  EXPECT_TRUE(S_ISCHR(v.Stat(v.root(), "/w", false)->mode)) << "a 0:0 device is just a device";
+  EXPECT_EQ(OverlayTest::Names(v, "/proc"), (std::set<std::string>{"keep", "self"}))
+      << "the opaque xattr does not hide the mount points";
+  EXPECT_EQ(v.Stat(v.root(), "/tmp", false)->mode & 07777, 0700u) << "the real dir wins";
+  EXPECT_EQ(v.Stat(v.root(), "/", false)->mode & 07777, 0755u);
+
+  // Removing the real /tmp leaves no whiteout: the mount point shows again.
+  ASSERT_TRUE(v.Rmdir(v.root(), "/tmp").has_value());
+  EXPECT_EQ(OverlayTest::Names(rv, "/"), (std::set<std::string>{"w", "proc"}));
+  EXPECT_TRUE(v.Stat(v.root(), "/tmp", false).has_value());
+  ASSERT_TRUE(v.Unlink(v.root(), "/w").has_value());
+  EXPECT_EQ(OverlayTest::Names(rv, "/"), (std::set<std::string>{"proc"}));
+  EXPECT_EQ(Err(v.Mkdir(v.root(), "/tmp", 0755)), Errno(EEXIST)) << "the mount point is there";
+  // Creating in a merged directory writes the new file and nothing else.
+  OverlayTest::Put(v, "/proc/new", "n");
+  EXPECT_EQ(OverlayTest::Names(rv, "/proc"), (std::set<std::string>{"keep", "new"}));
 }
 
 }  // namespace
