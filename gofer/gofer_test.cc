@@ -353,18 +353,25 @@ TEST_P(GoferRwTest, ReaddirOffsetsAreStableAcrossCalls) {
   std::multiset<std::string> seen;
   uint64_t off = 0;
   std::vector<std::pair<uint64_t, std::string>> first_pass;
+  bool saw_end = false;
   for (;;) {
-    auto ents = d.Readdir(off, 200);  // A few entries per call.
+    auto ents = d.Readdir(off, 1000);  // A few dozen entries per call.
     ASSERT_TRUE(ents.has_value()) << ents.error();
     if (ents->empty()) break;
+    ASSERT_FALSE(saw_end) << "a reply with room for another entry was not the last";
     uint64_t prev = off;  // The cookie that resumes right before each entry.
+    size_t used = 0;
     for (auto& e : *ents) {
       seen.insert(e.name);
       first_pass.push_back({prev, e.name});
       prev = e.offset;
+      used += p9::DirentSize(e);
     }
+    // Our dialect's promise (p9.h): every Rreaddir is full but the last.
+    saw_end = 1000 - used >= p9::kMaxDirentSize;
     off = ents->back().offset;
   }
+  EXPECT_TRUE(saw_end);
   EXPECT_EQ(seen.size(), 302u);
   EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 302u) << "duplicates";
   // Resuming from any cookie gives the same next entry as the first pass did.

@@ -14,6 +14,10 @@ namespace {
 
 // Tags in use at once; callers beyond this wait for a free one.
 constexpr size_t kMaxTags = 4096;
+// Unanswered ClunkAsync calls at most. A unix socket holds only a couple of hundred small
+// messages (each costs a whole skb), and a server blocked sending replies stops reading
+// requests; so the replies no caller waits for must stay well below that.
+constexpr size_t kMaxDetached = 32;
 
 }  // namespace
 
@@ -100,8 +104,83 @@ void Client::BreakLocked(Errno e) {
     // Wakes a leader blocked in recvmsg and fails senders blocked in poll.
     ::shutdown(fd_.get(), SHUT_RDWR);
   }
-  for (auto& [tag, p] : pending_) p.call->cv.notify_all();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    CallState* c = it->second.call;
+    ++it;
+    if (c->detached) {
+      if (!c->filling) FinishDetachedLocked(c);  // Else the reader finishes it.
+    } else {
+      c->cv.notify_all();
+    }
+  }
   tags_cv_.notify_all();
+  detached_cv_.notify_all();
+}
+
+void Client::HandOffReadingLocked() {
+  if (reading_ || broken_.value() != 0) return;
+  for (auto& [tag, p] : pending_) {
+    if (!p.is_flush && !p.call->detached) {
+      p.call->cv.notify_all();
+      break;
+    }
+  }
+  detached_cv_.notify_one();
+}
+
+void Client::FinishDetachedLocked(CallState* c) {
+  pending_.erase(c->tag);
+  FreeTagLocked(c->tag);
+  --detached_;
+  detached_cv_.notify_one();
+  {
+    std::lock_guard f(fid_mu_);
+    free_fids_.push_back(c->fid);
+  }
+  delete c;
+}
+
+void Client::ClunkAsync(Fid fid) {
+  {
+    // Room for one more unanswered reply first: read them ourselves if no one is reading.
+    std::unique_lock l(mu_);
+    while (detached_ >= kMaxDetached && broken_.value() == 0) {
+      if (reading_) {
+        detached_cv_.wait(l);
+        continue;
+      }
+      reading_ = true;
+      l.unlock();
+      Result<void> r = ReadOne();
+      l.lock();
+      reading_ = false;
+      if (!r.has_value()) BreakLocked(r.error());
+    }
+    HandOffReadingLocked();  // A caller may be waiting for a reply no one else will read.
+  }
+  auto t = AllocTag(/*wait=*/true);
+  if (!t.has_value()) {
+    ReleaseFid(fid);  // Dead connection: the server has dropped every fid.
+    return;
+  }
+  auto* c = new CallState;
+  c->tag = *t;
+  c->detached = true;
+  c->fid = fid;
+  {
+    std::lock_guard l(mu_);
+    if (broken_.value() != 0) {
+      FreeTagLocked(c->tag);
+      delete c;
+      ReleaseFid(fid);
+      return;
+    }
+    pending_[c->tag] = Pending{c, false};
+    ++detached_;
+  }
+  std::lock_guard s(send_mu_);
+  auto r = SendFrame(fd_.get(), EncodeFrame(c->tag, Tclunk{fid}));
+  if (!r.has_value()) Break(r.error() == Errno(EPIPE) ? Errno(ECONNRESET) : r.error());
 }
 
 Result<Tag> Client::AllocTag(bool wait) {
@@ -200,15 +279,7 @@ Result<void> Client::SendAndWait(CallState& c, const OutFrame& f, std::stop_toke
   // flush tag once Rflush came.
   FreeTagLocked(c.tag);
   if (c.flush_sent) FreeTagLocked(c.flush_tag);
-  // Hand the reader role to another waiter.
-  if (!reading_ && broken_.value() == 0) {
-    for (auto& [tag, p] : pending_) {
-      if (!p.is_flush) {
-        p.call->cv.notify_all();
-        break;
-      }
-    }
-  }
+  HandOffReadingLocked();
   l.unlock();
   on_stop.reset();  // Waits for a running SendFlush; it sees c.done or flush_sent.
   return result;
@@ -268,6 +339,12 @@ Result<void> Client::ReadOne() {
   std::vector<UniqueFd> fds = reader_.TakeFds();
   std::lock_guard l(mu_);
   c->filling = false;
+  if (c->detached) {
+    // Rclunk or Rlerror: either way the server has let the fid go.
+    FinishDetachedLocked(c);
+    if (!r.has_value()) return r.error() == Errno(ECONNRESET) ? Errno(ECONNRESET) : Errno(EIO);
+    return Ok();
+  }
   if (r.has_value()) {
     c->header = h;
     c->fds = std::move(fds);

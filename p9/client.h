@@ -48,8 +48,10 @@ class Client {
 
   uint32_t msize() const { return msize_; }
   const std::string& version() const { return version_; }
-  // True when the server donates host fds with Rlopen/Rlcreate (our extension).
-  bool fd_donation() const { return version_ == kVersion9P2000LExt; }
+  // True when our dialect was negotiated (p9.h): fd donation, Twalkgetattr, full Rreaddir.
+  bool extended() const { return version_ == kVersion9P2000LExt; }
+  // True when the server donates host fds with Rlopen/Rlcreate (our dialect).
+  bool fd_donation() const { return extended(); }
 
   // Sends `req` and waits for its reply. Rlerror becomes its errno. Fds that arrive with the
   // reply go to `fds_out` (closed when null). When `stop` is requested before the reply, a
@@ -78,6 +80,13 @@ class Client {
   Result<std::vector<Dirent>> Readdir(Fid fid, uint64_t offset, uint32_t count,
                                       std::stop_token stop = {});
 
+  // Tclunk without waiting for Rclunk: the caller has nothing to learn from it (the server
+  // frees the fid whatever the reply), so a close costs no round trip. The reply is read by
+  // whichever call leads next; `fid` becomes reusable only then. At most kMaxDetached such
+  // replies are ever unanswered: past that, this call first reads (or waits for a reader),
+  // so a burst of clunks can never fill both socket buffers and stall the connection.
+  void ClunkAsync(Fid fid);
+
   // Fid numbers: unused ones, reusing released numbers first.
   Fid NewFid();
   void ReleaseFid(Fid fid);
@@ -105,6 +114,9 @@ class Client {
     std::vector<UniqueFd> fds;
     std::span<char> read_dst;        // Rread payload destination (Read()).
     size_t read_n = 0;
+    // ClunkAsync: no one waits; the reader frees this state (heap) and releases `fid`.
+    bool detached = false;
+    Fid fid = kNoFid;
   };
   struct Pending {
     CallState* call;
@@ -133,6 +145,11 @@ class Client {
   // Marks the connection broken with `e` (first error wins) and wakes everyone.
   Errno Break(Errno e);
   void BreakLocked(Errno e);
+  // When no one reads: wakes a waiting caller, or a ClunkAsync waiting for room, to lead.
+  // REQUIRES: mu_ held.
+  void HandOffReadingLocked();
+  // A detached call's reply came (or never will): forget it. REQUIRES: mu_ held.
+  void FinishDetachedLocked(CallState* c);
 
   UniqueFd fd_;
   uint32_t msize_;
@@ -147,6 +164,8 @@ class Client {
   std::vector<Tag> free_tags_;                // Guarded by mu_.
   std::condition_variable tags_cv_;           // Signalled when a tag is freed.
   bool reading_ = false;                      // Guarded by mu_. A leader is reading.
+  size_t detached_ = 0;                       // Guarded by mu_. Unanswered ClunkAsync calls.
+  std::condition_variable detached_cv_;       // Signalled when detached_ drops or no one reads.
   Errno broken_{0};                           // Guarded by mu_. Non-zero once broken.
 
   std::mutex fid_mu_;

@@ -14,7 +14,11 @@ ClientFile& ClientFile::operator=(ClientFile&& o) noexcept {
 
 void ClientFile::Reset() {
   if (client_ != nullptr) {
-    (void)Clunk();
+    // Nobody reads the result: do not wait for it.
+    Client* c = std::exchange(client_, nullptr);
+    Fid f = std::exchange(fid_, kNoFid);
+    donated_.reset();
+    c->ClunkAsync(f);
   }
 }
 
@@ -62,6 +66,20 @@ Result<ClientFile> ClientFile::Walk(const std::vector<std::string>& names) const
     i += n;
   } while (i < names.size());
   return cur;
+}
+
+Result<std::pair<ClientFile, Rgetattr>> ClientFile::WalkGetAttr(
+    const std::vector<std::string>& names, uint64_t mask) const {
+  if (client_ == nullptr) return Errno(EBADF);
+  if (names.size() > kMaxWalkElements) return Errno(E2BIG);
+  Twalkgetattr req{fid_, client_->NewFid(), mask, names};
+  auto r = client_->Call(req);
+  if (!r.has_value() || r->wqids.size() != names.size()) {
+    client_->ReleaseFid(req.newfid);
+    if (!r.has_value()) return r.error();
+    return Errno(ENOENT);
+  }
+  return std::make_pair(ClientFile(*client_, req.newfid), std::move(r->attr));
 }
 
 Result<ClientFile> ClientFile::WalkPath(std::string_view path) const {

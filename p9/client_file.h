@@ -1,5 +1,6 @@
 // ClientFile: a fid of a Client as an RAII object with one method per 9P2000.L operation.
-// The destructor clunks the fid (errors ignored) and returns its number to the client.
+// The destructor clunks the fid without waiting (Client::ClunkAsync; errors ignored); the
+// client reuses the number once the reply comes.
 // Movable, not copyable. Thread-compatible: concurrent calls on one ClientFile are fine as far
 // as 9P allows (the server serializes nothing per fid), but moving/destroying must not race.
 #ifndef P9_CLIENT_FILE_H_
@@ -32,6 +33,10 @@ class ClientFile {
   // Twalk (split into several messages beyond kMaxWalkElements names). A partial walk is
   // ENOENT. No names clones the fid.
   Result<ClientFile> Walk(const std::vector<std::string>& names) const;
+  // Twalkgetattr (our dialect; ENOSYS from others): the walk and the attributes of its end
+  // in one round trip. At most kMaxWalkElements names; a partial walk is ENOENT.
+  Result<std::pair<ClientFile, Rgetattr>> WalkGetAttr(const std::vector<std::string>& names,
+                                                      uint64_t mask = getattr::kBasic) const;
   // Walk along "a/b/c" (empty components and "." skipped; ".." is refused with EINVAL).
   Result<ClientFile> WalkPath(std::string_view path) const;
 

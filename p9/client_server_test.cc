@@ -145,6 +145,94 @@ TEST_F(ClientServerTest, DonatedFdArrivesWithOpen) {
   close(p[1]);
 }
 
+// Twalkgetattr: the walk and the attributes of its end in one round trip, all or nothing;
+// a plain 9P2000.L session does not have it.
+TEST_F(ClientServerTest, WalkGetAttrInOneRoundTrip) {
+  int live = state_->live;
+  {
+    auto r = root_.WalkGetAttr({"d1", "d2", "file"});
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_EQ(r->second.size, std::string("/d1/d2/file").size());
+    EXPECT_TRUE(S_ISREG(r->second.mode));
+    EXPECT_EQ(r->second.qid, r->first.GetAttr()->qid) << "the attributes are the new fid's";
+    auto d = root_.WalkGetAttr({"d1"});
+    ASSERT_TRUE(d.has_value());
+    EXPECT_TRUE(S_ISDIR(d->second.mode));
+    auto clone = root_.WalkGetAttr({});
+    ASSERT_TRUE(clone.has_value());
+    EXPECT_TRUE(S_ISDIR(clone->second.mode));
+  }
+  EXPECT_EQ(Err(root_.WalkGetAttr({"missing"})), Errno(ENOENT));
+  EXPECT_EQ(Err(root_.WalkGetAttr({"d1", "missing"})), Errno(ENOENT)) << "partial";
+  EXPECT_EQ(Err(root_.WalkGetAttr(std::vector<std::string>(17, "d"))), Errno(E2BIG));
+  // Raw partial walk: the qids walked, no attributes, no new fid.
+  auto p = client_->Call(Twalkgetattr{root_.fid(), 900, getattr::kBasic, {"d1", "missing"}});
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->wqids.size(), 1u);
+  EXPECT_EQ(p->attr.valid, 0u);
+  EXPECT_EQ(Err(client_->Call(Tclunk{900})), Errno(EBADF));
+  // Everything walked above is released (the clunks are asynchronous: give the server time).
+  ASSERT_TRUE(root_.GetAttr().has_value());
+  for (int i = 0; i < 100 && state_->live != live; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(state_->live, live);
+
+  Connect(kVersion9P2000L, kDefaultMsize);
+  EXPECT_EQ(Err(root_.WalkGetAttr({"d1"})), Errno(ENOSYS));
+}
+
+// In our dialect a walked directory fid reads without Tlopen; plain 9P2000.L refuses.
+TEST_F(ClientServerTest, ReaddirOfUnopenedDirectoryFid) {
+  {
+    auto d = root_.Walk({"dir"});
+    ASSERT_TRUE(d.has_value());
+    auto ents = d->Readdir(0, 4096);
+    ASSERT_TRUE(ents.has_value()) << ents.error();
+    auto opened = root_.Walk({"dir"});
+    ASSERT_TRUE(opened->Open(open_flags::kRdOnly).has_value());
+    auto want = opened->Readdir(0, 4096);
+    ASSERT_TRUE(want.has_value());
+    EXPECT_EQ(*ents, *want);
+    EXPECT_FALSE(ents->empty());
+  }
+  Connect(kVersion9P2000L, kDefaultMsize);  // The fids above are gone with their client.
+  auto plain = root_.Walk({"dir"});
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(Err(plain->Readdir(0, 4096)), Errno(EBADF));
+}
+
+// Several threads drop thousands of fids at once (the FUSE frontend's FORGET of a big tree)
+// while another keeps calling: the unanswered replies stay bounded, so neither side ever
+// blocks sending to a peer that is itself blocked sending.
+TEST_F(ClientServerTest, ConcurrentClunkStormsNeverStall) {
+  constexpr int kThreads = 4, kPerThread = 3000;
+  std::vector<std::vector<ClientFile>> held(kThreads);
+  for (auto& h : held) {
+    for (int i = 0; i < kPerThread; ++i) {
+      auto f = root_.Walk({"a"});
+      ASSERT_TRUE(f.has_value());
+      h.push_back(std::move(*f));
+    }
+  }
+  auto done = std::async(std::launch::async, [&] {
+    std::atomic<bool> stop{false};
+    std::thread caller([&] {
+      while (!stop) ASSERT_TRUE(root_.GetAttr().has_value());
+    });
+    std::vector<std::thread> ts;
+    for (auto& h : held) ts.emplace_back([&h] { h.clear(); });
+    for (auto& t : ts) t.join();
+    stop = true;
+    caller.join();
+  });
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "clunks stalled the connection";
+  EXPECT_TRUE(root_.GetAttr().has_value());
+}
+
+// A dropped ClientFile clunks without waiting; its number comes back once the Rclunk has
+// been read (by whichever call leads next), never before.
 TEST_F(ClientServerTest, FidsAreReused) {
   Fid first;
   {
@@ -154,7 +242,35 @@ TEST_F(ClientServerTest, FidsAreReused) {
   }
   auto g = root_.Walk({});
   ASSERT_TRUE(g.has_value());
-  EXPECT_EQ(g->fid(), first);
+  EXPECT_NE(g->fid(), first) << "reused before the server answered the clunk";
+  bool reused = false;
+  for (int i = 0; i < 10 && !reused; ++i) {
+    auto h = root_.Walk({});
+    ASSERT_TRUE(h.has_value());
+    reused = h->fid() == first;
+  }
+  EXPECT_TRUE(reused);
+}
+
+// A burst of clunks with no other call to read their replies: the clunking thread reads
+// them itself past a bound, nothing stalls, and every number is reused.
+TEST_F(ClientServerTest, ClunkBurstDrainsAndReusesFids) {
+  constexpr int kN = 1000;
+  std::vector<ClientFile> held;
+  for (int i = 0; i < kN; ++i) {
+    auto f = root_.Walk({"a"});
+    ASSERT_TRUE(f.has_value());
+    held.push_back(std::move(*f));
+  }
+  held.clear();  // kN Tclunk, no waiting.
+  Fid max = 0;
+  for (int i = 0; i < kN; ++i) {
+    auto f = root_.Walk({"a"});
+    ASSERT_TRUE(f.has_value()) << f.error();
+    max = std::max(max, f->fid());
+    held.push_back(std::move(*f));
+  }
+  EXPECT_LT(max, static_cast<Fid>(kN + 100)) << "clunked numbers were not reused";
 }
 
 // Many threads, many requests in flight on one connection; each reply must reach its own
@@ -187,6 +303,11 @@ TEST_F(ClientServerTest, ConcurrentCallsAreMatchedByTag) {
   }
   for (auto& t : ts) t.join();
   EXPECT_EQ(bad, 0);
+  // The last clunks are asynchronous: a round trip, then a little time for the server.
+  ASSERT_TRUE(root_.GetAttr().has_value());
+  for (int i = 0; i < 100 && state_->live != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(state_->live, 1) << "only the root fid should remain";
 }
 

@@ -40,6 +40,11 @@
 //   Twrite fid[4] offset[8] count[4] data[count] Rwrite count[4]
 //   Tclunk fid[4]                                Rclunk
 //   Tremove fid[4]                               Rremove
+// Our dialect only (kVersion9P2000LExt; a plain 9P2000.L session answers ENOSYS):
+//   Twalkgetattr fid[4] newfid[4] request_mask[8] nwname[2] wname[s]*
+//        Rwalkgetattr nwqid[2] wqid[13]* <an Rgetattr body>
+//     Twalk and Tgetattr of the file walked to, in one round trip (gVisor's Twalkgetattr). A
+//     partial walk creates no newfid and its attributes have valid = 0.
 #ifndef P9_MESSAGES_H_
 #define P9_MESSAGES_H_
 
@@ -111,7 +116,9 @@ namespace p9 {
   X(Tclunk, 120)            \
   X(Rclunk, 121)            \
   X(Tremove, 122)           \
-  X(Rremove, 123)
+  X(Rremove, 123)           \
+  X(Twalkgetattr, 130)      \
+  X(Rwalkgetattr, 131)
 
 // The requests (T messages), for dispatch tables.
 #define P9_REQUEST_TYPES(X) \
@@ -142,7 +149,8 @@ namespace p9 {
   X(Tread)                  \
   X(Twrite)                 \
   X(Tclunk)                 \
-  X(Tremove)
+  X(Tremove)                \
+  X(Twalkgetattr)
 
 enum class MsgType : uint8_t {
 #define P9_ENUM_(name, num) k##name = num,
@@ -275,6 +283,14 @@ struct Rgetattr {
   bool operator==(const Rgetattr&) const = default;
 };
 
+struct Rwalkgetattr {
+  static constexpr MsgType kType = MsgType::kRwalkgetattr;
+  std::vector<Qid> wqids;  // As Rwalk.
+  Rgetattr attr;           // Of the last name; valid = 0 after a partial walk.
+  P9_FIELDS(wqids, attr)
+  bool operator==(const Rwalkgetattr&) const = default;
+};
+
 struct Rxattrwalk {
   static constexpr MsgType kType = MsgType::kRxattrwalk;
   uint64_t size = 0;
@@ -391,6 +407,17 @@ struct Twalk {
   std::vector<std::string> names;  // Wire: u16 count; at most kMaxWalkElements.
   P9_FIELDS(fid, newfid, names)
   bool operator==(const Twalk&) const = default;
+};
+
+struct Twalkgetattr {
+  static constexpr MsgType kType = MsgType::kTwalkgetattr;
+  using Response = Rwalkgetattr;
+  Fid fid = 0;
+  Fid newfid = 0;
+  uint64_t request_mask = 0;  // getattr::
+  std::vector<std::string> names;
+  P9_FIELDS(fid, newfid, request_mask, names)
+  bool operator==(const Twalkgetattr&) const = default;
 };
 
 struct Tlopen {
@@ -722,6 +749,8 @@ struct Dirent {
 
 // Wire size of a dirent.
 inline size_t DirentSize(const Dirent& d) { return 13 + 8 + 1 + 2 + d.name.size(); }
+// The largest entry (a 255-byte name).
+inline constexpr size_t kMaxDirentSize = 13 + 8 + 1 + 2 + 255;
 
 // Appends `d` to `out` if it fits in `limit` total bytes; returns false when it does not.
 bool AppendDirent(std::vector<char>& out, const Dirent& d, size_t limit);

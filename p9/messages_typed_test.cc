@@ -35,6 +35,12 @@ struct Filler {
     v = {Qid{kQtFile, 1, 2}, Qid{kQtSymlink, 3, static_cast<uint64_t>(n++)}};
   }
   void operator()(Bytes& b) { b = Bytes(kPayload, sizeof(kPayload) - 1); }
+  // A message nested in another (Rwalkgetattr's attributes).
+  template <typename M>
+    requires requires(M m) { m.Fields(); }
+  void operator()(M& m) {
+    std::apply([&](auto&... field) { ((*this)(field), ...); }, m.Fields());
+  }
 };
 
 template <typename M>

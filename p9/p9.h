@@ -22,10 +22,17 @@ inline constexpr uint32_t kNoUid = 0xFFFFFFFFu;  // P9_NONUNAME: n_uname not giv
 // distinct string so an unextended peer (Linux, diod) never sees them.
 inline constexpr char kVersion9P2000L[] = "9P2000.L";
 inline constexpr char kVersionUnknown[] = "unknown";
-// Our extended dialect. Everything of 9P2000.L, plus: Rlopen and Rlcreate may carry the opened
-// host file's fd (SCM_RIGHTS on unix sockets), so the client reads and writes without a round
-// trip. Offered by our client, accepted by our server; anyone else answers "9P2000.L".
-inline constexpr char kVersion9P2000LExt[] = "9P2000.L.cxx.1";
+// Our extended dialect. Everything of 9P2000.L, plus:
+//  * Rlopen and Rlcreate may carry the opened host file's fd (SCM_RIGHTS on unix sockets), so
+//    the client reads and writes without a round trip;
+//  * Twalkgetattr (messages.h): a walk and the attributes of its end in one round trip;
+//  * Treaddir on a walked directory fid that was never opened reads it as if opened
+//    read-only (no Twalk/Tlopen/Tclunk around a listing);
+//  * Rreaddir is full: the server stops only when the next entry would not fit or the
+//    directory has ended, so a reply with room for kMaxDirentSize more bytes is the last and
+//    the client need not send the Treaddir that would come back empty.
+// Offered by our client, accepted by our server; anyone else answers "9P2000.L".
+inline constexpr char kVersion9P2000LExt[] = "9P2000.L.cxx.2";
 
 // Message header: size[4] type[1] tag[2]. size counts the whole message, header included.
 inline constexpr size_t kHeaderSize = 7;

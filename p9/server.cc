@@ -425,6 +425,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return Rwalk{std::move(w.qids)};
   }
 
+  Result<Rwalkgetattr> Op(const Twalkgetattr& req, ReplyExtras& x) {
+    if (!fd_donation()) return Errno(ENOSYS);  // Our dialect only.
+    P9_ASSIGN_OR_RETURN(Rwalk w, Op(Twalk{req.fid, req.newfid, req.names}, x));
+    Rwalkgetattr r;
+    r.wqids = std::move(w.wqids);
+    if (r.wqids.size() < req.names.size()) return r;
+    auto attr = [&]() -> Result<Rgetattr> {
+      P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.newfid));
+      return ff.second->GetAttr(req.request_mask);
+    }();
+    if (!attr.has_value()) {
+      // All or nothing, as a Tgetattr error would be: no newfid is left behind.
+      if (req.newfid != req.fid) (void)RemoveFid(req.newfid);
+      return attr.error();
+    }
+    r.attr = std::move(*attr);
+    return r;
+  }
+
   Result<Rgetattr> Op(const Tgetattr& req, ReplyExtras&) {
     P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.fid));
     return ff.second->GetAttr(req.request_mask);
@@ -520,8 +539,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return Rwrite{static_cast<uint32_t>(n)};
   }
 
+  // The fid's opened File; in our dialect a walked, unopened directory fid reads through a
+  // private opened clone (one message where Twalk, Tlopen, Treaddir and Tclunk were four).
+  Result<std::shared_ptr<File>> ReaddirFile(Fid fid) {
+    auto opened = OpenedFile(fid);
+    if (opened.has_value() || !fd_donation()) return opened;
+    P9_ASSIGN_OR_RETURN(auto f, LookupFid(fid));
+    std::shared_ptr<File> file;
+    {
+      std::lock_guard l(f->mu);
+      if (f->kind != ServerFid::Kind::kFile || f->opened) return opened.error();
+      file = f->file;
+    }
+    P9_ASSIGN_OR_RETURN(WalkResult w, file->Walk({}));
+    if (!w.file) return Errno(EIO);
+    P9_RETURN_IF_ERROR(w.file->Open(open_flags::kRdOnly | open_flags::kDirectory));
+    return std::shared_ptr<File>(std::move(w.file));
+  }
+
   Result<Rreaddir> Op(const Treaddir& req, ReplyExtras& x) {
-    P9_ASSIGN_OR_RETURN(auto file, OpenedFile(req.fid));
+    P9_ASSIGN_OR_RETURN(auto file, ReaddirFile(req.fid));
     size_t count = std::min<size_t>(req.count, msize_ - kIoHeaderSize);
     P9_ASSIGN_OR_RETURN(std::vector<Dirent> ents,
                         file->Readdir(req.offset, static_cast<uint32_t>(count)));
