@@ -221,7 +221,6 @@ class GoferInode : public Inode {
   }
 
   Result<std::unique_ptr<OpenFile>> Open(int flags) override {
-    P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
     uint32_t f = static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(O_CLOEXEC | O_NOCTTY);
     std::shared_ptr<PageCache> pc;
     P9_ASSIGN_OR_RETURN(Attr a, GetAttr());
@@ -232,22 +231,20 @@ class GoferInode : public Inode {
         listing = listing_;
       }
       if (!listing) {
-        P9_RETURN_IF_ERROR(clone.Open(f));
-        auto all = std::make_shared<std::vector<DirEntry>>();
-        for (uint64_t off = 0;;) {
-          P9_ASSIGN_OR_RETURN(std::vector<p9::Dirent> ents,
-                              clone.Readdir(off, shared_->client->msize()));
-          if (ents.empty()) break;
-          off = ents.back().offset;
-          for (auto& e : ents) all->push_back(DirEntry{std::move(e.name), e.qid.path, e.type, 0});
+        if (shared_->client->extended()) {
+          // Our dialect lists a walked directory fid without opening a clone of it.
+          P9_ASSIGN_OR_RETURN(listing, ListAll(fid_));
+        } else {
+          P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
+          P9_RETURN_IF_ERROR(clone.Open(f));
+          P9_ASSIGN_OR_RETURN(listing, ListAll(clone));
         }
-        for (size_t i = 0; i < all->size(); ++i) (*all)[i].offset = i + 1;
         std::lock_guard l(mu_);
-        listing_ = all;
-        listing = all;
+        listing_ = listing;
       }
       return std::unique_ptr<OpenFile>(std::make_unique<ListingFile>(listing));
     }
+    P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
     if (shared_->CachesAttrs() && S_ISREG(a.mode)) {
       P9_ASSIGN_OR_RETURN(pc, Pages());
       // The cache does appends itself and needs to read pages it partially writes: open the
@@ -268,9 +265,38 @@ class GoferInode : public Inode {
 
   Result<std::string> Readlink() override { return fid_.Readlink(); }
 
-  // Walks `name` and returns the new inode.
+  // Every entry of the opened directory `dir`, with cookies 1..n.
+  Result<std::shared_ptr<const std::vector<DirEntry>>> ListAll(const ClientFile& dir) {
+    const p9::Client& c = *shared_->client;
+    const uint32_t count = static_cast<uint32_t>(c.msize() - p9::kIoHeaderSize);
+    auto all = std::make_shared<std::vector<DirEntry>>();
+    for (uint64_t off = 0;;) {
+      P9_ASSIGN_OR_RETURN(std::vector<p9::Dirent> ents, dir.Readdir(off, count));
+      if (ents.empty()) break;
+      off = ents.back().offset;
+      size_t used = 0;
+      for (auto& e : ents) {
+        used += p9::DirentSize(e);
+        all->push_back(DirEntry{std::move(e.name), e.qid.path, e.type, 0});
+      }
+      // Our dialect fills every Rreaddir: room for one more entry means the end, and the
+      // Treaddir that would come back empty is not needed.
+      if (c.extended() && count - used >= p9::kMaxDirentSize) break;
+    }
+    for (size_t i = 0; i < all->size(); ++i) (*all)[i].offset = i + 1;
+    return std::shared_ptr<const std::vector<DirEntry>>(std::move(all));
+  }
+
+  // Walks `name` and returns the new inode. Where attributes are cached and our dialect is
+  // spoken, the walk brings them along (Twalkgetattr): one round trip per lookup, not two.
   Result<std::shared_ptr<GoferInode>> WalkChild(const std::string& name) {
     p9::Client& c = *shared_->client;
+    if (shared_->CachesAttrs() && c.extended()) {
+      P9_ASSIGN_OR_RETURN(auto r, fid_.WalkGetAttr({name}));
+      auto child = std::make_shared<GoferInode>(shared_, std::move(r.first), r.second.qid);
+      child->attr_ = ToAttr(r.second);
+      return child;
+    }
     p9::Fid nf = c.NewFid();
     auto r = c.Call(p9::Twalk{fid_.fid(), nf, {name}});
     if (!r.has_value() || r->wqids.size() != 1) {
