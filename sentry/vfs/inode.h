@@ -7,6 +7,8 @@
 #ifndef SENTRY_VFS_INODE_H_
 #define SENTRY_VFS_INODE_H_
 
+#include <sys/stat.h>
+
 #include <memory>
 #include <optional>
 #include <span>
@@ -64,6 +66,19 @@ class Inode : public std::enable_shared_from_this<Inode> {
   virtual Result<std::shared_ptr<Inode>> Lookup(const std::string& name) {
     (void)name;
     return Errno(ENOTDIR);
+  }
+  // Creates regular file `name` and opens it with `flags` (open(2) flags without O_CREAT,
+  // O_EXCL and O_TRUNC). The default is Mknod then Open; a file system that can create an
+  // opened file at once (9P's Tlcreate) overrides it to save the second step.
+  struct CreatedFile {
+    std::shared_ptr<Inode> inode;
+    std::unique_ptr<OpenFile> file;
+  };
+  virtual Result<CreatedFile> Create(const std::string& name, uint32_t mode, int flags,
+                                     uint32_t uid, uint32_t gid) {
+    P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode, Mknod(name, S_IFREG | mode, 0, uid, gid));
+    P9_ASSIGN_OR_RETURN(std::unique_ptr<OpenFile> file, inode->Open(flags));
+    return CreatedFile{std::move(inode), std::move(file)};
   }
   // Creates a regular file, fifo, socket or device (mode has the type).
   virtual Result<std::shared_ptr<Inode>> Mknod(const std::string& name, uint32_t mode,

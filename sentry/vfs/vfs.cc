@@ -51,10 +51,21 @@ Result<std::unique_ptr<FileHandle>> Vfs::Open(const VirtualDentry& cwd, std::str
       vd = *existing;
     } else if (existing.error() == Errno(ENOENT)) {
       P9_RETURN_IF_ERROR(Writable(parent));
+      flags &= ~O_TRUNC;  // Just created: empty.
+      int oflags = flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW);
+      if (!(flags & O_DIRECTORY)) {
+        // Created and opened in one step (OpenAt's checks all hold for a new regular file).
+        P9_ASSIGN_OR_RETURN(Inode::CreatedFile c,
+                            parent.dentry->inode()->Create(name, mode & 07777, oflags, uid, gid));
+        auto h = std::make_unique<FileHandle>();
+        h->at = VirtualDentry{parent.mount, parent.dentry->AddChild(name, c.inode, S_IFREG)};
+        h->file = std::move(c.file);
+        h->flags = oflags;
+        return h;
+      }
       P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode,
                           parent.dentry->inode()->Mknod(name, S_IFREG | (mode & 07777), 0, uid, gid));
       vd = VirtualDentry{parent.mount, parent.dentry->AddChild(name, inode, S_IFREG)};
-      flags &= ~O_TRUNC;  // Just created: empty.
     } else {
       return existing.error();
     }

@@ -5,6 +5,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <ctime>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -186,9 +188,9 @@ class GoferInode : public Inode {
       std::lock_guard l(mu_);
       if (pages_) return pages_;
     }
-    P9_ASSIGN_OR_RETURN(p9::Rgetattr r, fid_.GetAttr(p9::getattr::kBasic));
+    P9_ASSIGN_OR_RETURN(Attr a, GetAttr());  // Cached, under the policies that have pages.
     std::lock_guard l(mu_);
-    if (!pages_) pages_ = std::make_shared<PageCache>(r.size);
+    if (!pages_) pages_ = std::make_shared<PageCache>(a.size);
     return pages_;
   }
 
@@ -211,13 +213,43 @@ class GoferInode : public Inode {
       t.mtime_nsec = req.mtime.tv_nsec;
     }
     if (req.mask & SetAttrRequest::kMtimeNow) t.valid |= sa::kMtime;
-    InvalidateAttrs();
-    P9_RETURN_IF_ERROR(fid_.SetAttr(t));
-    if (req.mask & SetAttrRequest::kSize) {
+    std::optional<Attr> before;
+    {
       std::lock_guard l(mu_);
+      before = std::exchange(attr_, std::nullopt);
+    }
+    P9_RETURN_IF_ERROR(fid_.SetAttr(t));
+    std::lock_guard l(mu_);
+    if (req.mask & SetAttrRequest::kSize) {
       if (pages_) pages_->Truncate(req.size);
+    } else if (before.has_value() && shared_->CachesAttrs()) {
+      // Nothing but us changes this file (exclusive access): the new attributes follow from
+      // the old ones as the host computes them, so the caller's stat costs no Tgetattr.
+      attr_ = Applied(*before, req);
     }
     return p9::Ok();
+  }
+
+  // `a` after `req` (no size change), as Linux applies a setattr.
+  static Attr Applied(Attr a, const SetAttrRequest& req) {
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    bool owner = ((req.mask & SetAttrRequest::kUid) && req.uid != a.uid) ||
+                 ((req.mask & SetAttrRequest::kGid) && req.gid != a.gid);
+    if (req.mask & SetAttrRequest::kUid) a.uid = req.uid;
+    if (req.mask & SetAttrRequest::kGid) a.gid = req.gid;
+    if (owner && !S_ISDIR(a.mode)) {
+      // chown drops set-user-ID, and set-group-ID where group execution is on.
+      a.mode &= ~static_cast<uint32_t>(S_ISUID);
+      if (a.mode & S_IXGRP) a.mode &= ~static_cast<uint32_t>(S_ISGID);
+    }
+    if (req.mask & SetAttrRequest::kMode) a.mode = (a.mode & S_IFMT) | (req.mode & 07777);
+    if (req.mask & SetAttrRequest::kAtime) a.atime = req.atime;
+    if (req.mask & SetAttrRequest::kAtimeNow) a.atime = now;
+    if (req.mask & SetAttrRequest::kMtime) a.mtime = req.mtime;
+    if (req.mask & SetAttrRequest::kMtimeNow) a.mtime = now;
+    a.ctime = now;
+    return a;
   }
 
   Result<std::unique_ptr<OpenFile>> Open(int flags) override {
@@ -247,10 +279,7 @@ class GoferInode : public Inode {
     P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
     if (shared_->CachesAttrs() && S_ISREG(a.mode)) {
       P9_ASSIGN_OR_RETURN(pc, Pages());
-      // The cache does appends itself and needs to read pages it partially writes: open the
-      // backend read-write, never O_APPEND (pwrite on O_APPEND would ignore offsets).
-      f &= ~static_cast<uint32_t>(O_APPEND);
-      if ((f & O_ACCMODE) == O_WRONLY) f = (f & ~O_ACCMODE) | O_RDWR;
+      f = PageCacheBackendFlags(f);
       if (flags & O_TRUNC) {
         std::lock_guard l(mu_);
         pages_->Truncate(0);
@@ -264,6 +293,14 @@ class GoferInode : public Inode {
   }
 
   Result<std::string> Readlink() override { return fid_.Readlink(); }
+
+  // The cache does appends itself and needs to read pages it partially writes: the backend
+  // is opened read-write, never O_APPEND (pwrite on O_APPEND would ignore offsets).
+  static uint32_t PageCacheBackendFlags(uint32_t f) {
+    f &= ~static_cast<uint32_t>(O_APPEND);
+    if ((f & O_ACCMODE) == O_WRONLY) f = (f & ~O_ACCMODE) | O_RDWR;
+    return f;
+  }
 
   // Every entry of the opened directory `dir`, with cookies 1..n.
   Result<std::shared_ptr<const std::vector<DirEntry>>> ListAll(const ClientFile& dir) {
@@ -322,6 +359,13 @@ class GoferInode : public Inode {
     return std::shared_ptr<Inode>(*child);
   }
 
+  // The inode of `name`, just created here by us.
+  Result<std::shared_ptr<Inode>> Created(const std::string& name) {
+    P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> c, Lookup(name));
+    static_cast<GoferInode&>(*c).KnownWithoutCapabilities();
+    return c;
+  }
+
   bool CacheLookups() const override { return shared_->CachesAttrs(); }
 
   // remote_revalidating / none: the cached child is still valid if the name still walks to
@@ -351,7 +395,27 @@ class GoferInode : public Inode {
     } else {
       P9_RETURN_IF_ERROR(fid_.Mknod(name, mode, major(rdev), minor(rdev), gid));
     }
-    return Lookup(name);
+    return Created(name);
+  }
+
+  // Tlcreate on a clone of this directory's fid leaves the clone as the opened new file, so
+  // create-and-open is Twalk, Tlcreate and the Twalkgetattr of the new name.
+  Result<CreatedFile> Create(const std::string& name, uint32_t mode, int flags, uint32_t uid,
+                             uint32_t gid) override {
+    (void)uid;
+    Changed(name);
+    uint32_t f = static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(O_CLOEXEC | O_NOCTTY);
+    if (shared_->CachesAttrs()) f = PageCacheBackendFlags(f);
+    P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
+    P9_RETURN_IF_ERROR(clone.Create(name, f, mode & 07777, gid));
+    P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode, Created(name));
+    auto child = std::static_pointer_cast<GoferInode>(inode);
+    std::shared_ptr<PageCache> pc;
+    if (shared_->CachesAttrs()) {
+      P9_ASSIGN_OR_RETURN(pc, child->Pages());
+    }
+    return CreatedFile{inode, std::make_unique<GoferFile>(child, shared_, std::move(clone), pc,
+                                                          flags)};
   }
 
   Result<std::shared_ptr<Inode>> Mkdir(const std::string& name, uint32_t mode, uint32_t uid,
@@ -359,7 +423,7 @@ class GoferInode : public Inode {
     (void)uid;
     Changed(name);
     P9_RETURN_IF_ERROR(fid_.Mkdir(name, mode, gid));
-    return Lookup(name);
+    return Created(name);
   }
 
   Result<std::shared_ptr<Inode>> Symlink(const std::string& name, const std::string& target,
@@ -367,7 +431,7 @@ class GoferInode : public Inode {
     (void)uid;
     Changed(name);
     P9_RETURN_IF_ERROR(fid_.Symlink(name, target, gid));
-    return Lookup(name);
+    return Created(name);
   }
 
   Result<void> Link(const std::string& name, Inode& target) override {
@@ -415,12 +479,45 @@ class GoferInode : public Inode {
     return o;
   }
 
-  Result<std::string> GetXattr(const std::string& name) override { return fid_.GetXattr(name); }
+  // Under attribute caching, xattrs are cached per name (values and absences): the kernel
+  // asks for security.capability before every write and chown.
+  Result<std::string> GetXattr(const std::string& name) override {
+    if (shared_->CachesAttrs()) {
+      std::lock_guard l(mu_);
+      auto it = xattrs_.find(name);
+      if (it != xattrs_.end()) {
+        if (!it->second.has_value()) return Errno(ENODATA);
+        return *it->second;
+      }
+    }
+    auto r = fid_.GetXattr(name);
+    if (shared_->CachesAttrs() && (r.has_value() || r.error() == Errno(ENODATA))) {
+      std::lock_guard l(mu_);
+      if (xattrs_.size() < kMaxCachedXattrs) {
+        xattrs_[name] = r.has_value() ? std::optional<std::string>(*r) : std::nullopt;
+      }
+    }
+    return r;
+  }
   Result<std::vector<std::string>> ListXattr() override { return fid_.ListXattr(); }
   Result<void> SetXattr(const std::string& name, const std::string& value, int flags) override {
+    ForgetXattr(name);
     return fid_.SetXattr(name, value, static_cast<uint32_t>(flags));
   }
-  Result<void> RemoveXattr(const std::string& name) override { return fid_.RemoveXattr(name); }
+  Result<void> RemoveXattr(const std::string& name) override {
+    ForgetXattr(name);
+    return fid_.RemoveXattr(name);
+  }
+  void ForgetXattr(const std::string& name) {
+    std::lock_guard l(mu_);
+    xattrs_.erase(name);
+  }
+  // A file this sandbox just created has no file capabilities (creation never sets them).
+  void KnownWithoutCapabilities() {
+    if (!shared_->CachesAttrs()) return;
+    std::lock_guard l(mu_);
+    xattrs_["security.capability"] = std::nullopt;
+  }
 
  private:
   friend class GoferFile;
@@ -433,6 +530,9 @@ class GoferInode : public Inode {
   // fscache policies, directories: the listing and the names known not to exist.
   std::shared_ptr<const std::vector<DirEntry>> listing_;  // Guarded by mu_.
   std::set<std::string> negative_;                        // Guarded by mu_.
+  // Attribute-caching policies: xattr values by name, nullopt where known absent.
+  static constexpr size_t kMaxCachedXattrs = 64;
+  std::map<std::string, std::optional<std::string>> xattrs_;  // Guarded by mu_.
 };
 
 Result<size_t> GoferFile::DirectRead(std::span<char> dst, uint64_t offset) {

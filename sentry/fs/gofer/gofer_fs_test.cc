@@ -283,6 +283,59 @@ TEST_P(GoferFsTest, RandomWritesMatchAModel) {
   EXPECT_TRUE(HostRead("big") == model) << "host copy differs after close";
 }
 
+// Whatever the policy, attributes after chown, chmod and utimens are the host's (with
+// attribute caching they are computed locally, without asking: they must still agree).
+TEST_P(GoferFsTest, AttributesAfterSetattrMatchTheHost) {
+  std::ofstream(dir_ / "s") << "x";
+  ASSERT_EQ(chmod((dir_ / "s").c_str(), 06755), 0);
+  // Held, so the same inode (and its cached attributes, where the policy caches) serves
+  // every step; an unheld dentry would be walked afresh each time.
+  auto vd = vfs_->ns().Resolve(root_, "/s", false);
+  ASSERT_TRUE(vd.has_value());
+  ASSERT_TRUE(vfs_->StatAt(*vd).has_value());
+  using S = vfs::SetAttrRequest;
+  std::vector<S> steps(4);
+  steps[0].mask = S::kUid | S::kGid, steps[0].uid = 1234, steps[0].gid = 4321;  // Drops s-bits.
+  steps[1].mask = S::kMode, steps[1].mode = 02710;
+  steps[2].mask = S::kGid, steps[2].gid = 99;  // Drops set-group-ID (group can execute).
+  steps[3].mask = S::kAtime | S::kMtime, steps[3].atime = {1000, 5}, steps[3].mtime = {2000, 7};
+  for (size_t i = 0; i < steps.size(); ++i) {
+    auto r = vfs_->SetAttrAt(*vd, steps[i]);
+    ASSERT_TRUE(r.has_value()) << "step " << i << ": " << r.error();
+    auto a = vfs_->StatAt(*vd);
+    ASSERT_TRUE(a.has_value());
+    struct stat h;
+    ASSERT_EQ(lstat((dir_ / "s").c_str(), &h), 0);
+    EXPECT_EQ(a->mode, h.st_mode) << "step " << i << " " << std::oct << a->mode << " " << h.st_mode;
+    EXPECT_EQ(a->uid, h.st_uid) << "step " << i;
+    EXPECT_EQ(a->gid, h.st_gid) << "step " << i;
+    EXPECT_EQ(a->mtime.tv_sec, h.st_mtim.tv_sec) << "step " << i;
+    EXPECT_EQ(a->mtime.tv_nsec, h.st_mtim.tv_nsec) << "step " << i;
+    EXPECT_EQ(a->atime.tv_sec, h.st_atim.tv_sec) << "step " << i;
+  }
+}
+
+// Xattrs through the sentry: an absence is remembered only until we set the name.
+TEST_P(GoferFsTest, XattrCacheFollowsOurChanges) {
+  if (setxattr((dir_ / "hello").c_str(), "user.probe", "1", 1, 0) != 0) {
+    GTEST_SKIP() << "host fs has no user xattrs";
+  }
+  auto vd = vfs_->ns().Resolve(root_, "/hello", false);  // Held: one inode, one cache.
+  ASSERT_TRUE(vd.has_value());
+  EXPECT_EQ(Err(vfs_->GetXattrAt(*vd, "user.k")), Errno(ENODATA));
+  ASSERT_TRUE(vfs_->SetXattrAt(*vd, "user.k", "v1", 0).has_value());
+  EXPECT_EQ(vfs_->GetXattrAt(*vd, "user.k").value(), "v1");
+  ASSERT_TRUE(vfs_->SetXattrAt(*vd, "user.k", "v2", 0).has_value());
+  EXPECT_EQ(vfs_->GetXattrAt(*vd, "user.k").value(), "v2");
+  ASSERT_TRUE(vfs_->RemoveXattrAt(*vd, "user.k").has_value());
+  EXPECT_EQ(Err(vfs_->GetXattrAt(*vd, "user.k")), Errno(ENODATA));
+  char buf[8];
+  EXPECT_LT(getxattr((dir_ / "hello").c_str(), "user.k", buf, sizeof(buf)), 0);
+  // A file we create has no capabilities; the host agrees.
+  ASSERT_TRUE(vfs_->Open(root_, "/new", O_WRONLY | O_CREAT, 0755).has_value());
+  EXPECT_EQ(Err(vfs_->GetXattr(root_, "/new", "security.capability")), Errno(ENODATA));
+}
+
 TEST_P(GoferFsTest, AppendWritesAtTheEnd) {
   auto h = vfs_->Open(root_, "/hello", O_WRONLY | O_APPEND);
   ASSERT_TRUE(h.has_value());
