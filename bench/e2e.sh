@@ -14,7 +14,9 @@ bin=${1:?usage: bench/e2e.sh BAZEL_BIN [OUT.md]}
 out=${2:-/dev/stdout}
 runsc=("$bin/sentry/runsc/runsc" --gofer="$bin/gofer/gofer" --sandbox="$bin/sentry/sandbox/sandbox")
 
-W=$(mktemp -d /tmp/p9fs-e2e.XXXXXX)
+# The work tree lives in tmpfs: on these VMs the virtual disk's write-back makes tar x onto
+# ext4 vary tenfold between runs, and the file system stack is what is measured here.
+W=$(mktemp -d /dev/shm/p9fs-e2e.XXXXXX)
 B=$W/bindfs
 cleanup() {
   umount "$B/usr" 2>/dev/null || true
@@ -49,14 +51,15 @@ runners=(native runsc bwrap proot bindfs)
 run() {  # runner workload -> prints "seconds" (or IOPS for fio)
   local r=$1 cmd=${work[$2]} usr=/usr w=$W
   if [ "$r" = bindfs ]; then usr=$B/usr; w=$B/w; fi
+  if [ "$r" = runsc ]; then w=/w; fi  # The sandbox has its own /dev: bound elsewhere.
   cmd=${cmd//@USR@/$usr}
   cmd=${cmd//@W@/$w}
   local t0 t1 o
   t0=$(date +%s.%N)
   case $r in
     native) o=$(sh -c "$cmd") ;;
-    runsc) o=$("${runsc[@]}" do --bind="$W:$W" -- sh -c "$cmd") ;;
-    bwrap) o=$(bwrap --ro-bind / / --bind "$W" "$W" --dev /dev --proc /proc -- sh -c "$cmd") ;;
+    runsc) o=$("${runsc[@]}" do --bind="$W:/w" -- sh -c "$cmd") ;;
+    bwrap) o=$(bwrap --ro-bind / / --dev /dev --proc /proc --bind "$W" "$W" -- sh -c "$cmd") ;;
     proot) o=$(proot sh -c "$cmd") ;;
     bindfs) o=$(sh -c "$cmd") ;;
   esac

@@ -296,6 +296,25 @@ void BM_Walk(benchmark::State& state, std::string kind) {
   state.SetLabel(std::to_string(names.size()) + " names, incl. clunk");
 }
 
+// Resolving a path and stating its end: Twalk then Tgetattr (plain 9P2000.L, two round
+// trips), or one Twalkgetattr (our dialect). range(0) names, range(1) 1 for Twalkgetattr.
+void BM_ResolveStat(benchmark::State& state) {
+  PEER_OR_SKIP("ours", 1u << 20);
+  std::vector<std::string> names;
+  for (int i = 0; i < state.range(0); ++i) names.push_back(std::string(1, static_cast<char>('a' + i)));
+  bool one = state.range(1) == 1;
+  for (auto _ : state) {
+    if (one) {
+      auto r = peer->root.WalkGetAttr(names);
+      if (!r.has_value()) return state.SkipWithError("walkgetattr");
+    } else {
+      auto f = peer->root.Walk(names);
+      if (!f.has_value() || !f->GetAttr().has_value()) return state.SkipWithError("walk");
+    }
+  }
+  state.SetLabel(std::to_string(names.size()) + (one ? " names, Twalkgetattr" : " names, Twalk+Tgetattr"));
+}
+
 void BM_OpenClunk(benchmark::State& state, std::string kind) {
   PEER_OR_SKIP(kind, 1u << 20);
   auto f = peer->root.Walk({"small"});
@@ -410,6 +429,10 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark("9p/ours/getattr_pinned", BM_GetattrPinned)->Arg(0)->Arg(1);
     }
     benchmark::RegisterBenchmark(("9p/" + kind + "/walk").c_str(), BM_Walk, kind)->Arg(1)->Arg(8);
+    if (kind == "ours") {
+      benchmark::RegisterBenchmark("9p/ours/resolve_stat", BM_ResolveStat)
+          ->Args({1, 0})->Args({1, 1})->Args({8, 0})->Args({8, 1});
+    }
     benchmark::RegisterBenchmark(("9p/" + kind + "/open_clunk").c_str(), BM_OpenClunk, kind);
     benchmark::RegisterBenchmark(("9p/" + kind + "/concurrent_getattr").c_str(), BM_ConcurrentGetattr, kind)
         ->Threads(1)->Threads(2)->Threads(8)->Threads(32)->UseRealTime();

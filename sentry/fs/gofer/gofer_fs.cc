@@ -159,6 +159,15 @@ class GoferInode : public Inode {
     attr_.reset();
     listing_.reset();
     negative_.erase(name);
+    if (names_) uncertain_.insert(name);
+  }
+  // A file written through this sandbox: its times move now (size comes from the pages).
+  void Wrote() {
+    if (!shared_->CachesAttrs()) return InvalidateAttrs();
+    std::lock_guard l(mu_);
+    if (!attr_) return;
+    clock_gettime(CLOCK_REALTIME, &attr_->mtime);
+    attr_->ctime = attr_->mtime;
   }
 
   Result<Attr> GetAttr() override {
@@ -273,6 +282,9 @@ class GoferInode : public Inode {
         }
         std::lock_guard l(mu_);
         listing_ = listing;
+        // Names changed meanwhile stay uncertain until looked up.
+        names_.emplace();
+        for (const DirEntry& e : *listing) names_->insert(e.name);
       }
       return std::unique_ptr<OpenFile>(std::make_unique<ListingFile>(listing));
     }
@@ -347,16 +359,30 @@ class GoferInode : public Inode {
     if (shared_->CachesAttrs()) {
       std::lock_guard l(mu_);
       if (negative_.contains(name)) return Errno(ENOENT);
+      // Every name here is known (and this one was not touched since): absent, no walk.
+      if (names_ && !names_->contains(name) && !uncertain_.contains(name)) return Errno(ENOENT);
     }
     auto child = WalkChild(name);
-    if (!child.has_value()) {
-      if (child.error() == Errno(ENOENT) && shared_->CachesAttrs()) {
-        std::lock_guard l(mu_);
-        negative_.insert(name);
+    if (shared_->CachesAttrs() && (child.has_value() || child.error() == Errno(ENOENT))) {
+      std::lock_guard l(mu_);
+      if (!child.has_value()) negative_.insert(name);
+      if (names_) {
+        if (child.has_value()) {
+          names_->insert(name);
+        } else {
+          names_->erase(name);
+        }
+        uncertain_.erase(name);
       }
-      return child.error();
     }
+    if (!child.has_value()) return child.error();
     return std::shared_ptr<Inode>(*child);
+  }
+  // A directory this sandbox just made: empty, so its names are known.
+  void KnownEmpty() {
+    if (!shared_->CachesAttrs()) return;
+    std::lock_guard l(mu_);
+    names_.emplace();
   }
 
   // The inode of `name`, just created here by us.
@@ -423,7 +449,9 @@ class GoferInode : public Inode {
     (void)uid;
     Changed(name);
     P9_RETURN_IF_ERROR(fid_.Mkdir(name, mode, gid));
-    return Created(name);
+    P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> dir, Created(name));
+    static_cast<GoferInode&>(*dir).KnownEmpty();
+    return dir;
   }
 
   Result<std::shared_ptr<Inode>> Symlink(const std::string& name, const std::string& target,
@@ -530,6 +558,10 @@ class GoferInode : public Inode {
   // fscache policies, directories: the listing and the names known not to exist.
   std::shared_ptr<const std::vector<DirEntry>> listing_;  // Guarded by mu_.
   std::set<std::string> negative_;                        // Guarded by mu_.
+  // fscache policies, directories: every name in it, when known (listed, or made empty by
+  // us), except those in uncertain_ (changed since; a lookup settles each).
+  std::optional<std::set<std::string>> names_;  // Guarded by mu_.
+  std::set<std::string> uncertain_;             // Guarded by mu_.
   // Attribute-caching policies: xattr values by name, nullopt where known absent.
   static constexpr size_t kMaxCachedXattrs = 64;
   std::map<std::string, std::optional<std::string>> xattrs_;  // Guarded by mu_.
@@ -582,7 +614,7 @@ Result<void> GoferFile::DirectWrite(std::span<const char> src, uint64_t offset) 
 }
 
 Result<size_t> GoferFile::WriteAt(std::span<const char> src, uint64_t offset) {
-  inode_->InvalidateAttrs();
+  inode_->Wrote();
   if (cache_) {
     if (flags_ & O_APPEND) offset = cache_->size();
     bool through = shared_->cache == CachePolicy::kFscacheWritethrough;

@@ -336,6 +336,34 @@ TEST_P(GoferFsTest, XattrCacheFollowsOurChanges) {
   EXPECT_EQ(Err(vfs_->GetXattr(root_, "/new", "security.capability")), Errno(ENODATA));
 }
 
+// Under fscache a directory made (or listed) by the sandbox knows all its names: absent ones
+// need no walk (so a file put there behind its back stays unseen, as the policy allows), and
+// the sandbox's own creates, unlinks and renames stay exact.
+TEST_P(GoferFsTest, KnownNamesFollowOurChanges) {
+  // As Vfs::Mkdir does, but keeping the new dentry (as the FUSE frontend's node does): an
+  // unheld dentry is dropped, and a fresh walk makes an inode that knows nothing yet.
+  auto made = root_.dentry->inode()->Mkdir("d", 0755, 0, 0);
+  ASSERT_TRUE(made.has_value());
+  std::optional<vfs::VirtualDentry> d =
+      vfs::VirtualDentry{root_.mount, root_.dentry->AddChild("d", *made, S_IFDIR)};
+  std::ofstream(dir_ / "d" / "behind") << "x";
+  bool caches = GetParam() == CachePolicy::kFscache ||
+                GetParam() == CachePolicy::kFscacheWritethrough;
+  EXPECT_EQ(vfs_->Stat(*d, "behind").has_value(), !caches);
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(vfs_->Open(*d, "f", O_WRONLY | O_CREAT | O_EXCL, 0644).has_value()) << round;
+    EXPECT_TRUE(vfs_->Stat(*d, "f").has_value());
+    ASSERT_TRUE(vfs_->Rename(*d, "f", "g").has_value());
+    EXPECT_EQ(Err(vfs_->Stat(*d, "f")), Errno(ENOENT));
+    EXPECT_TRUE(vfs_->Stat(*d, "g").has_value());
+    ASSERT_TRUE(vfs_->Unlink(*d, "g").has_value());
+    EXPECT_EQ(Err(vfs_->Stat(*d, "g")), Errno(ENOENT));
+  }
+  ASSERT_TRUE(vfs_->Mkdir(*d, "sub", 0755).has_value());
+  EXPECT_TRUE(vfs_->Stat(*d, "sub").has_value());
+  EXPECT_EQ(hfs::exists(dir_ / "d" / "sub"), true);
+}
+
 TEST_P(GoferFsTest, AppendWritesAtTheEnd) {
   auto h = vfs_->Open(root_, "/hello", O_WRONLY | O_APPEND);
   ASSERT_TRUE(h.has_value());
