@@ -26,7 +26,8 @@ def main():
             if parts[0] == "9p":
                 key += " msize=%dM" % (int(parts[-1]) >> 20)
             series.setdefault(key, []).append((size, r["bytes_per_second"] / 1e9))
-        elif any(k in name for k in ("rtt64", "getattr", "walk", "open_clunk", "native_stat")) \
+        elif any(k in name for k in ("rtt64", "getattr", "walk", "open_clunk", "native_stat",
+                                    "resolve_stat")) \
                 and "concurrent" not in name:
             lat.append((name.replace("_", "-"), r["real_time"] / 1e3 if r["time_unit"] == "ns" else r["real_time"]))
     with tempfile.TemporaryDirectory() as d:

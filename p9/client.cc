@@ -163,23 +163,25 @@ void Client::ClunkAsync(Fid fid) {
     ReleaseFid(fid);  // Dead connection: the server has dropped every fid.
     return;
   }
+  const Tag tag = *t;
   auto* c = new CallState;
-  c->tag = *t;
+  c->tag = tag;
   c->detached = true;
   c->fid = fid;
   {
     std::lock_guard l(mu_);
     if (broken_.value() != 0) {
-      FreeTagLocked(c->tag);
+      FreeTagLocked(tag);
       delete c;
       ReleaseFid(fid);
       return;
     }
-    pending_[c->tag] = Pending{c, false};
+    pending_[tag] = Pending{c, false};
     ++detached_;
   }
+  // From here on `c` belongs to whichever thread reads the reply: never touch it again.
   std::lock_guard s(send_mu_);
-  auto r = SendFrame(fd_.get(), EncodeFrame(c->tag, Tclunk{fid}));
+  auto r = SendFrame(fd_.get(), EncodeFrame(tag, Tclunk{fid}));
   if (!r.has_value()) Break(r.error() == Errno(EPIPE) ? Errno(ECONNRESET) : r.error());
 }
 

@@ -5,8 +5,10 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "glog/logging.h"
@@ -32,6 +34,11 @@ struct Node {
 // What fi->fh points to.
 struct Handle {
   std::unique_ptr<vfs::FileHandle> h;
+  // Requests using the handle right now. The kernel sends RELEASE only after every request
+  // on the file has been answered, but nothing it does is visible to the program's memory
+  // model (or to TSan): DropHandle waits for this to drop to zero (acquire/release) before
+  // destroying, which makes the order explicit and guards against a kernel that breaks it.
+  std::atomic<int> users{0};
   // Directories: every entry, listed when the kernel reads from offset 0; offsets given to
   // the kernel are index+1, so they stay valid however the directory changes meanwhile.
   std::mutex mu;
@@ -40,6 +47,22 @@ struct Handle {
 };
 
 Handle* HandleOf(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+
+// Marks a request as using its handle for the guard's lifetime (see Handle::users).
+class HandleUse {
+ public:
+  explicit HandleUse(fuse_file_info* fi) : hd_(HandleOf(fi)) {
+    hd_->users.fetch_add(1, std::memory_order_acquire);
+  }
+  ~HandleUse() { hd_->users.fetch_sub(1, std::memory_order_release); }
+  HandleUse(const HandleUse&) = delete;
+  HandleUse& operator=(const HandleUse&) = delete;
+  Handle* operator->() const { return hd_; }
+  Handle* get() const { return hd_; }
+
+ private:
+  Handle* hd_;
+};
 
 // A dead gofer is an I/O error to the workload, as with the kernel's 9p client.
 int ReplyErrno(Errno e) {
@@ -87,11 +110,14 @@ struct FuseServer::Impl {
   }
   void DropHandle(Handle* hd) {
     std::unique_ptr<Handle> dropped;  // Destroyed outside the lock: it may write back.
-    std::lock_guard l(handles_mu);
-    auto it = handles.find(hd);
-    if (it == handles.end()) return;
-    dropped = std::move(it->second);
-    handles.erase(it);
+    {
+      std::lock_guard l(handles_mu);
+      auto it = handles.find(hd);
+      if (it == handles.end()) return;
+      dropped = std::move(it->second);
+      handles.erase(it);
+    }
+    while (dropped->users.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   }
 
   std::mutex ino_mu;
@@ -457,7 +483,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  Handle* hd = HandleOf(fi);
+  HandleUse hd(fi);
   if (auto ext = hd->h->file->ReadableHostExtent(static_cast<uint64_t>(off), size)) {
     // Straight from the host fd: libfuse splices it into /dev/fuse (FUSE_CAP_SPLICE_WRITE),
     // so the data is copied once, host page cache to FUSE page cache, never through us.
@@ -477,14 +503,14 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
 
 void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off,
              fuse_file_info* fi) {
-  Handle* hd = HandleOf(fi);
+  HandleUse hd(fi);
   auto n = hd->h->WriteAt(std::span<const char>(data, size), static_cast<uint64_t>(off));
   if (!n.has_value()) return Err(req, n.error());
   fuse_reply_write(req, *n);
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  ReplyStatus(req, HandleOf(fi)->h->file->Flush());
+  ReplyStatus(req, HandleUse(fi)->h->file->Flush());
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -493,7 +519,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
-  ReplyStatus(req, HandleOf(fi)->h->file->Fsync());
+  ReplyStatus(req, HandleUse(fi)->h->file->Fsync());
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -509,7 +535,7 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   Impl& impl = Impl::Of(req);
-  Handle* hd = HandleOf(fi);
+  HandleUse hd(fi);
   // The reply must come after the lock is released: once the kernel has it, the directory
   // may be closed and the handle freed (RELEASEDIR) on another thread.
   std::unique_lock l(hd->mu);
@@ -563,7 +589,7 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
-  ReplyStatus(req, HandleOf(fi)->h->file->Fsync());
+  ReplyStatus(req, HandleUse(fi)->h->file->Fsync());
 }
 
 void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
