@@ -10,8 +10,9 @@
 //
 // Protocol rules enforced here, not in backends:
 //  * Tversion first; it negotiates msize = min(client, max_msize) (>= kMinMsize, else EINVAL)
-//    and the version ("9P2000.L", or our extension "9P2000.L.cxx.1" which adds fd donation with
-//    Rlopen/Rlcreate; anything else answers "unknown"). A new Tversion resets the session.
+//    and the version ("9P2000.L", or our dialect kVersion9P2000LExt, p9.h: fd donation,
+//    Twalkgetattr, Treaddir of unopened directories, full Rreaddir; anything else answers
+//    "unknown"). A new Tversion resets the session. Dialect messages in a plain session: ENOSYS.
 //  * A tag reused while in flight, or a frame with a bad header, is a protocol violation: the
 //    connection is closed. A malformed body gets Rlerror(EINVAL); an unknown type Rlerror(ENOSYS).
 //  * Tflush(oldtag) is answered after oldtag's reply has been sent (or at once if it has none).
