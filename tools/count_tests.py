@@ -15,6 +15,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bazel-log", required=True)
     ap.add_argument("--testlogs", required=True)
+    ap.add_argument("--fuzz-log", help="tools/fuzz.sh output: each 'fuzz T: ok' line passes")
     ap.add_argument("labels", nargs="*")
     a = ap.parse_args()
     broken = set()
@@ -71,6 +72,15 @@ def main():
                 skipped += 1
             else:
                 passed += 1
+    if a.fuzz_log:
+        for l in open(a.fuzz_log):
+            if not l.startswith("fuzz "):
+                continue
+            if ": ok" in l:
+                passed += 1
+            else:
+                failed += 1
+                print(f"count_tests: {l.strip()}", file=sys.stderr)
     line = f"{passed} passed, {failed} failed"
     if skipped:
         line += f", {skipped} skipped"

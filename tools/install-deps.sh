@@ -8,6 +8,7 @@ PKGS=(
   diod
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils file
   bindfs bubblewrap proot fio gnuplot-nox bc
+  clang-14 libclang-rt-14-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of tests/fuzz: 9P2000.L frames built by hand from the spec.
+
+  tests/fuzz/make_seeds.py     (rewrites tests/fuzz/corpus/{decoder,server})
+
+The server fuzzer's session already has fid 0 attached to the tree root (a, d/, d/b, d/e/,
+and d/up, a symlink leaving the tree), so its seeds are operation sequences on fid 0.
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def s(x):
+    b = x.encode()
+    return struct.pack("<H", len(b)) + b
+
+
+def frame(typ, tag, body):
+    return struct.pack("<IBH", 7 + len(body), typ, tag) + body
+
+
+def walk(tag, fid, newfid, *names):
+    return frame(110, tag, struct.pack("<IIH", fid, newfid, len(names)) + b"".join(s(n) for n in names))
+
+
+def walkgetattr(tag, fid, newfid, *names):
+    return frame(130, tag, struct.pack("<IIQH", fid, newfid, 0x7ff, len(names)) + b"".join(s(n) for n in names))
+
+
+def lopen(tag, fid, flags): return frame(12, tag, struct.pack("<II", fid, flags))
+def read(tag, fid, off, n): return frame(116, tag, struct.pack("<IQI", fid, off, n))
+def write(tag, fid, off, data): return frame(118, tag, struct.pack("<IQI", fid, off, len(data)) + data)
+def readdir(tag, fid, off, n): return frame(40, tag, struct.pack("<IQI", fid, off, n))
+def getattr_(tag, fid): return frame(24, tag, struct.pack("<IQ", fid, 0x3fff))
+def clunk(tag, fid): return frame(120, tag, struct.pack("<I", fid))
+def flush(tag, old): return frame(108, tag, struct.pack("<H", old))
+def lcreate(tag, fid, name, flags, mode): return frame(14, tag, struct.pack("<I", fid) + s(name) + struct.pack("<III", flags, mode, 0))
+def mkdir(tag, dfid, name): return frame(72, tag, struct.pack("<I", dfid) + s(name) + struct.pack("<II", 0o755, 0))
+def symlink(tag, fid, name, target): return frame(16, tag, struct.pack("<I", fid) + s(name) + s(target) + struct.pack("<I", 0))
+def unlinkat(tag, dfid, name, flags): return frame(76, tag, struct.pack("<I", dfid) + s(name) + struct.pack("<I", flags))
+def renameat(tag, ofid, oname, nfid, nname): return frame(74, tag, struct.pack("<I", ofid) + s(oname) + struct.pack("<I", nfid) + s(nname))
+def setattr_(tag, fid, valid, mode, size): return frame(26, tag, struct.pack("<IIIIIQQQQQ", fid, valid, mode, 0, 0, size, 0, 0, 0, 0))
+def xattrwalk(tag, fid, newfid, name): return frame(30, tag, struct.pack("<II", fid, newfid) + s(name))
+def xattrcreate(tag, fid, name, size): return frame(32, tag, struct.pack("<I", fid) + s(name) + struct.pack("<QI", size, 0))
+def statfs(tag, fid): return frame(8, tag, struct.pack("<I", fid))
+def readlink(tag, fid): return frame(22, tag, struct.pack("<I", fid))
+def lock(tag, fid): return frame(52, tag, struct.pack("<IBIQQI", fid, 1, 0, 0, 0, 1) + s("c"))
+
+
+SERVER = {
+    "read_file": walk(2, 0, 1, "a") + lopen(3, 1, 0) + read(4, 1, 0, 100) + clunk(5, 1),
+    "list_dir": walk(2, 0, 1, "d") + lopen(3, 1, 0o200000) + readdir(4, 1, 0, 4096) + readdir(5, 1, 0, 40),
+    "list_unopened": walk(2, 0, 1, "d") + readdir(3, 1, 0, 4096),
+    "walkgetattr": walkgetattr(2, 0, 1, "d", "e") + getattr_(3, 1) + walkgetattr(4, 0, 5, "d", "up", "x"),
+    "create_write": lcreate(2, 0, "n", 2 | 0o100, 0o644) + write(3, 0, 0, b"hello") + read(4, 0, 0, 10),
+    "create_in_clone": walk(2, 0, 1) + lcreate(3, 1, "n", 2 | 0o100, 0o644) + write(4, 1, 5, b"x" * 64) + clunk(5, 1),
+    "mkdir_symlink": mkdir(2, 0, "m") + symlink(3, 0, "s", "/etc/passwd") + walk(4, 0, 1, "s") + readlink(5, 1) + lopen(6, 1, 0),
+    "escape": walk(2, 0, 1, "d", "up") + lopen(3, 1, 0) + walk(4, 0, 2, "..") + walk(5, 0, 3, "d", "..", "a"),
+    "rename_unlink": renameat(2, 0, "a", 0, "z") + unlinkat(3, 0, "z", 0) + unlinkat(4, 0, "d", 0x200),
+    "setattr": walk(2, 0, 1, "a") + setattr_(3, 1, 0x1 | 0x8, 0o4777, 3) + getattr_(4, 1),
+    "xattr": walk(2, 0, 1) + xattrcreate(3, 1, "user.k", 3) + write(4, 1, 0, b"abc") + clunk(5, 1) + xattrwalk(6, 0, 2, "user.k") + read(7, 2, 0, 10),
+    "flush_reuse": walk(2, 0, 1, "a") + lopen(3, 1, 0) + read(4, 1, 0, 1 << 20) + flush(5, 4) + read(4, 1, 0, 1) + read(4, 1, 0, 1),
+    "misc": statfs(2, 0) + lock(3, 0) + getattr_(4, 99) + clunk(5, 0) + getattr_(6, 0),
+    "bad_frames": struct.pack("<IBH", 3, 110, 1) + struct.pack("<IBH", 1 << 30, 100, 2) + b"\x00" * 8,
+}
+
+
+def main():
+    for name, data in SERVER.items():
+        with open(os.path.join(HERE, "corpus", "server", name), "wb") as f:
+            f.write(data)
+    # The decoder takes one whole frame: every frame above, one file each.
+    n = 0
+    for data in SERVER.values():
+        off = 0
+        while off + 7 <= len(data):
+            size = struct.unpack_from("<I", data, off)[0]
+            if size < 7 or off + size > len(data):
+                break
+            with open(os.path.join(HERE, "corpus", "decoder", "f%03d" % n), "wb") as f:
+                f.write(data[off:off + size])
+            n += 1
+            off += size
+
+
+if __name__ == "__main__":
+    main()
