@@ -13,7 +13,8 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(decoder server)
-base=${FUZZ_OUTPUT_BASE:-$HOME/.cache/p9fs-fuzz-bazel}
+# One output base per checkout (Bazel ties an output base to its workspace).
+base=${FUZZ_OUTPUT_BASE:-$HOME/.cache/p9fs-fuzz-bazel/$(pwd | md5sum | cut -c1-12)}
 out=${FUZZ_OUT:-$(mktemp -d /tmp/p9fs-fuzz-out.XXXXXX)}
 mkdir -p "$out"
 bz=(bazel --output_base="$base")
