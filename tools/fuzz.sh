@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for a bounded time on a
 # copy of its seed corpus. Findings (crash-*, timeout-*, leak-*) land in the output directory.
-#   tools/fuzz.sh [SECONDS] [TARGET...]    default 60 s each; targets: decoder server
+#   tools/fuzz.sh [SECONDS] [TARGET...]    default 60 s each; targets: decoder server client
 #   FUZZ_OUT=DIR tools/fuzz.sh ...         where findings and the grown corpora go
 # Prints one line per target ("fuzz decoder: ok, 68450 runs in 60 s" or "... FOUND ...") and
 # exits non-zero if anything was found. The build uses its own Bazel output base, so the gcc
@@ -12,7 +12,7 @@ tools/install-deps.sh || exit 1
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(decoder server)
+[ ${#targets[@]} -eq 0 ] && targets=(decoder server client)
 # One output base per checkout (Bazel ties an output base to its workspace).
 base=${FUZZ_OUTPUT_BASE:-$HOME/.cache/p9fs-fuzz-bazel/$(pwd | md5sum | cut -c1-12)}
 out=${FUZZ_OUT:-$(mktemp -d /tmp/p9fs-fuzz-out.XXXXXX)}

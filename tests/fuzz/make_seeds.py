@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz: 9P2000.L frames built by hand from the spec.
 
-  tests/fuzz/make_seeds.py     (rewrites tests/fuzz/corpus/{decoder,server})
+  tests/fuzz/make_seeds.py     (rewrites tests/fuzz/corpus/{decoder,server,client})
 
 The server fuzzer's session already has fid 0 attached to the tree root (a, d/, d/b, d/e/,
 and d/up, a symlink leaving the tree), so its seeds are operation sequences on fid 0.
@@ -67,10 +67,36 @@ SERVER = {
 }
 
 
+def qid(t=0x80, v=0, path=1): return struct.pack("<BIQ", t, v, path)
+def rversion(msize=65536, v="9P2000.L.cxx.2"): return frame(101, 0xFFFF, struct.pack("<I", msize) + s(v))
+def rattach(tag): return frame(105, tag, qid())
+def rwalk(tag, n): return frame(111, tag, struct.pack("<H", n) + b"".join(qid(0, 0, i + 2) for i in range(n)))
+def rgetattr(tag): return frame(25, tag, struct.pack("<Q", 0x7ff) + qid() + struct.pack("<III", 0o40755, 0, 0) + struct.pack("<" + "Q" * 15, *([1] * 15)))
+def rlerror(tag, e): return frame(7, tag, struct.pack("<I", e))
+def rclunk(tag): return frame(121, tag, b"")
+def rread(tag, data): return frame(117, tag, struct.pack("<I", len(data)) + data)
+def rreaddir(tag): return frame(41, tag, struct.pack("<I", 24 + 1) + qid(0, 0, 9) + struct.pack("<QB", 1, 8) + s("f")[:2] + b"f")
+
+
+# The client fuzzer's input is the server's side of the conversation: Rversion first (tag
+# NOTAG), then replies for the client's low tags in whatever order.
+CLIENT = {
+    "attach_only": rversion() + rattach(0),
+    "plain_version": rversion(8192, "9P2000.L") + rattach(0) + rlerror(1, 2),
+    "walks": rversion() + rattach(0) + rattach(1) + rattach(2) + rwalk(3, 2) + rgetattr(4) + rlerror(5, 2),
+    "read": rversion() + rattach(0) + rwalk(1, 2) + frame(13, 2, qid(0) + struct.pack("<I", 0)) + rread(3, b"hello"),
+    "readdir_clunk": rversion() + rattach(0) + rreaddir(1) + rclunk(2) + rclunk(3),
+    "wrong_tag": rversion() + rattach(7) + rgetattr(0),
+    "garbage": rversion() + b"\x05\x00\x00\x00\x01\x00\x00" + rattach(0),
+}
+
+
 def main():
-    for name, data in SERVER.items():
-        with open(os.path.join(HERE, "corpus", "server", name), "wb") as f:
-            f.write(data)
+    for kind, seeds in (("server", SERVER), ("client", CLIENT)):
+        os.makedirs(os.path.join(HERE, "corpus", kind), exist_ok=True)
+        for name, data in seeds.items():
+            with open(os.path.join(HERE, "corpus", kind, name), "wb") as f:
+                f.write(data)
     # The decoder takes one whole frame: every frame above, one file each.
     n = 0
     for data in SERVER.values():
