@@ -162,6 +162,47 @@ TEST_F(GoferBinaryTest, AcceptsTheConfigOnAnInheritedFd) {
   EXPECT_EQ(g.Wait(), 0) << g.Stderr();
 }
 
+// The per-connection limits come from the command line and are enforced with clean errors.
+TEST_F(GoferBinaryTest, CommandLineLimitsAreEnforced) {
+  auto p0 = SocketPair();
+  ASSERT_TRUE(p0.has_value());
+  Child g = Spawn({"--config=" + WriteConfig(TwoMounts().substr(0, TwoMounts().find('\n') + 1)),
+                   "--io-fds=3", "--max_msize=8192", "--max_fids=3"},
+                  {p0->second.get()});
+  p0->second.reset();
+  {
+    auto c = Client::Create(std::move(p0->first), 1u << 20);
+    ASSERT_TRUE(c.has_value());
+    EXPECT_EQ((*c)->msize(), 8192u) << "msize is capped by --max_msize";
+    auto r = ClientFile::Attach(**c, "");  // Fid 1 of 3.
+    ASSERT_TRUE(r.has_value());
+    auto a = r->Walk({});
+    auto b = r->Walk({});
+    ASSERT_TRUE(a.has_value() && b.has_value());
+    EXPECT_EQ(r->Walk({}).error(), Errno(EMFILE)) << "the fourth fid is refused";
+    auto f = r->WalkPath("r.txt");
+    EXPECT_EQ(f.error(), Errno(EMFILE));
+    *a = ClientFile();  // Clunks.
+    f = r->WalkPath("r.txt");
+    for (int i = 0; i < 50 && !f.has_value(); ++i) {  // The clunk is asynchronous.
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      f = r->WalkPath("r.txt");
+    }
+    ASSERT_TRUE(f.has_value()) << "a clunked fid frees its slot";
+    ASSERT_TRUE(f->Open(open_flags::kRdOnly).has_value());
+    // A read larger than msize is cut to msize-24, never a protocol error.
+    std::string big(100000, '\0');
+    auto n = f->ReadAt(std::span<char>(big.data(), big.size()), 0);
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(big.substr(0, *n), "root file");
+  }
+  EXPECT_EQ(g.Wait(), 0) << g.Stderr();
+  Child bad = Spawn({"--config=" + WriteConfig(TwoMounts()), "--io-fds=3,4",
+                     "--max_inflight=0"});
+  EXPECT_EQ(bad.Wait(), 1);
+  EXPECT_NE(bad.Stderr().find("--max-inflight"), std::string::npos);
+}
+
 TEST_F(GoferBinaryTest, MountAndFdCountMismatchIsAClearError) {
   auto p0 = SocketPair();
   Child g = Spawn({"--config=" + WriteConfig(TwoMounts()), "--io-fds=3"}, {p0->second.get()});
