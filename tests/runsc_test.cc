@@ -6,7 +6,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -336,6 +338,22 @@ TEST_F(RunscTest, RwBindChangesTheHostRoBindAndRootRefuse) {
   EXPECT_EQ(Slurp(out_ / "d" / "w2"), "written\n");
   EXPECT_FALSE(fs::exists(in_ / "nope"));
   EXPECT_TRUE(fs::exists(in_ / "hello.txt"));
+}
+
+// A full disk on the host reaches the workload as ENOSPC: at write(2) when the data goes
+// straight to the host, at the latest at close(2) when the sandbox held it (write-back).
+TEST_F(RunscTest, FullHostDiskIsEnospc) {
+  // A 64 KiB tmpfs over /out, in a mount namespace of this test process's own (the launcher
+  // and its gofer inherit it; the host's mounts are untouched).
+  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << strerror(errno);
+  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
+  ASSERT_EQ(mount("tmpfs", out_.c_str(), "tmpfs", 0, "size=64k"), 0) << strerror(errno);
+  Result r = Do("dd if=/dev/zero of=/out/big bs=4k count=100; echo dd=$?; "
+                "echo small > /out/small && cat /out/small");
+  EXPECT_THAT(r.err, HasSubstr("No space left on device"));
+  EXPECT_THAT(r.out, HasSubstr("dd=1"));
+  EXPECT_LE(fs::file_size(out_ / "big"), 64u * 1024);
+  umount2(out_.c_str(), MNT_DETACH);
 }
 
 TEST_F(RunscTest, ExitCodesPassThrough) {
