@@ -20,6 +20,7 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "gofer/attach_point.h"
+#include "gofer/seccomp.h"
 #include "google/protobuf/text_format.h"
 #include "p9/server.h"
 #include "p9/socket_util.h"
@@ -35,6 +36,7 @@ DEFINE_int32(threads, 0, "Server threads (0: one per CPU)");
 DEFINE_uint32(max_msize, p9::kMaxMsize, "Largest msize the gofer accepts");
 DEFINE_uint64(max_fids, 1u << 20, "Fids per connection");
 DEFINE_uint64(max_inflight, 1024, "Requests in flight per connection");
+DEFINE_bool(seccomp, true, "After start-up, allow only the system calls serving needs (EPERM else)");
 
 namespace gofer {
 namespace {
@@ -42,6 +44,14 @@ namespace {
 [[noreturn]] void Die(const std::string& msg) {
   std::cerr << "gofer: " << msg << std::endl;
   std::exit(1);
+}
+
+// Once everything is open and serving: from here on the gofer needs no new sockets, no exec,
+// no privilege or namespace change (gofer/seccomp.h).
+void Confine() {
+  if (!FLAGS_seccomp) return;
+  std::string error;
+  if (!InstallSeccompFilter(&error).has_value()) Die(error);
 }
 
 p9fs::GoferConfig ReadConfig() {
@@ -89,6 +99,7 @@ int Main() {
     if (!l.has_value()) Die("--listen " + FLAGS_listen + ": " + l.error().name());
     p9::Server server(attacher, opts);
     server.Listen(std::move(*l));
+    Confine();
     LOG(INFO) << "gofer: serving " << FLAGS_root << " on " << FLAGS_listen;
     sigset_t set;
     sigemptyset(&set);
@@ -124,6 +135,7 @@ int Main() {
   for (size_t i = 0; i < fds.size(); ++i) {
     server.AddConnection(p9::UniqueFd(fds[i]), attachers[i].get());
   }
+  Confine();
   // Every connection gone: the sandbox is done with us.
   while (!server.WaitNoConnections(std::chrono::hours(24))) {
   }
