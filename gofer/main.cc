@@ -20,6 +20,7 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "gofer/attach_point.h"
+#include "gofer/jail.h"
 #include "gofer/seccomp.h"
 #include "google/protobuf/text_format.h"
 #include "p9/server.h"
@@ -36,6 +37,7 @@ DEFINE_int32(threads, 0, "Server threads (0: one per CPU)");
 DEFINE_uint32(max_msize, p9::kMaxMsize, "Largest msize the gofer accepts");
 DEFINE_uint64(max_fids, 1u << 20, "Fids per connection");
 DEFINE_uint64(max_inflight, 1024, "Requests in flight per connection");
+DEFINE_bool(jail, true, "Once the served trees are open, pivot_root into an empty root (only /proc)");
 DEFINE_bool(seccomp, true, "After start-up, allow only the system calls serving needs (EPERM else)");
 
 namespace gofer {
@@ -44,6 +46,13 @@ namespace {
 [[noreturn]] void Die(const std::string& msg) {
   std::cerr << "gofer: " << msg << std::endl;
   std::exit(1);
+}
+
+// Once the attach points are open and before any thread exists: the host's tree goes away.
+void Jail() {
+  if (!FLAGS_jail) return;
+  std::string error;
+  if (!EnterEmptyRoot(&error).has_value()) Die(error);
 }
 
 // Once everything is open and serving: from here on the gofer needs no new sockets, no exec,
@@ -97,6 +106,17 @@ int Main() {
     HostAttacher attacher({*ap});
     auto l = p9::ListenAddress(FLAGS_listen);
     if (!l.has_value()) Die("--listen " + FLAGS_listen + ": " + l.error().name());
+    // The socket file's directory, held so the file can be removed from inside the jail.
+    int sock_dir = -1;
+    std::string sock_name;
+    if (FLAGS_listen.starts_with("unix:")) {
+      std::string path = FLAGS_listen.substr(5);
+      size_t slash = path.rfind('/');
+      std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+      sock_name = slash == std::string::npos ? path : path.substr(slash + 1);
+      sock_dir = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    Jail();
     p9::Server server(attacher, opts);
     server.Listen(std::move(*l));
     Confine();
@@ -110,7 +130,7 @@ int Main() {
     sigwait(&set, &sig);
     LOG(INFO) << "gofer: signal " << sig << ", stopping";
     server.Stop();
-    if (FLAGS_listen.starts_with("unix:")) unlink(FLAGS_listen.substr(5).c_str());
+    if (sock_dir >= 0) unlinkat(sock_dir, sock_name.c_str(), 0);
     return 0;
   }
 
@@ -130,6 +150,7 @@ int Main() {
     if (!ap.has_value()) Die("mount " + m.destination() + ": " + m.path() + ": " + ap.error().name());
     attachers.push_back(HostAttacher::ForOne(*ap));
   }
+  Jail();
   HostAttacher unused({});
   p9::Server server(unused, opts);
   for (size_t i = 0; i < fds.size(); ++i) {

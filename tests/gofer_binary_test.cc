@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "glog/logging.h"
@@ -201,6 +202,39 @@ TEST_F(GoferBinaryTest, CommandLineLimitsAreEnforced) {
                      "--max_inflight=0"});
   EXPECT_EQ(bad.Wait(), 1);
   EXPECT_NE(bad.Stderr().find("--max-inflight"), std::string::npos);
+}
+
+// Serving, the gofer sees an empty root with only /proc (the trees are reachable through the
+// descriptors it opened before), and runs under its seccomp filter with no_new_privs.
+TEST_F(GoferBinaryTest, ServesFromAnEmptyRootUnderSeccomp) {
+  auto p0 = SocketPair();
+  ASSERT_TRUE(p0.has_value());
+  Child g = Spawn({"--config=" + WriteConfig(TwoMounts().substr(0, TwoMounts().find('\n') + 1)),
+                   "--io-fds=3"},
+                  {p0->second.get()});
+  p0->second.reset();
+  {
+    auto c = Client::Create(std::move(p0->first));
+    ASSERT_TRUE(c.has_value());
+    auto r = ClientFile::Attach(**c, "");
+    ASSERT_TRUE(r.has_value());
+    auto f = r->WalkPath("r.txt");  // Served: the gofer is up and past its start-up.
+    ASSERT_TRUE(f.has_value());
+    ASSERT_TRUE(f->Open(open_flags::kRdOnly).has_value());
+    EXPECT_EQ(*f->ReadAll(), "root file");
+    std::set<std::string> names;
+    std::string root = "/proc/" + std::to_string(g.pid) + "/root";
+    for (const auto& e : fs::directory_iterator(root)) names.insert(e.path().filename());
+    EXPECT_EQ(names, std::set<std::string>{"proc"});
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)  // Unfiltered there.
+    int sfd = open(("/proc/" + std::to_string(g.pid) + "/status").c_str(), O_RDONLY | O_CLOEXEC);
+    std::string status = ReadAll(sfd);
+    close(sfd);
+    EXPECT_NE(status.find("Seccomp:\t2"), std::string::npos) << status;
+    EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos) << status;
+#endif
+  }
+  EXPECT_EQ(g.Wait(), 0) << g.Stderr();
 }
 
 TEST_F(GoferBinaryTest, MountAndFdCountMismatchIsAClearError) {
