@@ -28,7 +28,7 @@ mkdir "$demo/docs" && cp README.md "$demo/docs/"
 
 echo "== runsc do --bind=$demo:/data -- sh -c '...'"
 set +e
-"${runsc[@]}" do --bind="$demo:/data" -- sh -c '
+"${runsc[@]}" do --bind="$demo:/data" --cwd=/data -- sh -c '
   echo "in the sandbox: $(uname -sr), pid $$, hostname $(hostname)"
   echo "scratch" > /tmp/scratch && echo "/tmp is ours: $(cat /tmp/scratch)"
   echo "-- ls -la /data (a bind mount served by the gofer)"; ls -la /data
