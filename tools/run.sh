@@ -26,7 +26,7 @@ trap 'rm -rf "$demo"' EXIT
 echo "hello from the host" > "$demo/hello.txt"
 mkdir "$demo/docs" && cp README.md "$demo/docs/"
 
-echo "== runsc do --bind=$demo:/data -- sh -c '...'"
+echo "== runsc do --bind=$demo:/data --cwd=/data -- sh -c '...'"
 set +e
 "${runsc[@]}" do --bind="$demo:/data" --cwd=/data -- sh -c '
   echo "in the sandbox: $(uname -sr), pid $$, hostname $(hostname)"
