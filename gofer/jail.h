@@ -14,7 +14,10 @@
 
 namespace gofer {
 
+// Then drops every capability but those serving files as any owner needs (CHOWN,
+// DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID, MKNOD), from the bounding set too.
 p9::Result<void> EnterEmptyRoot(std::string* error);
+p9::Result<void> DropCapabilities(std::string* error);
 
 }  // namespace gofer
 

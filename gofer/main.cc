@@ -37,7 +37,9 @@ DEFINE_int32(threads, 0, "Server threads (0: one per CPU)");
 DEFINE_uint32(max_msize, p9::kMaxMsize, "Largest msize the gofer accepts");
 DEFINE_uint64(max_fids, 1u << 20, "Fids per connection");
 DEFINE_uint64(max_inflight, 1024, "Requests in flight per connection");
-DEFINE_bool(jail, true, "Once the served trees are open, pivot_root into an empty root (only /proc)");
+DEFINE_bool(jail, true,
+            "Once the served trees are open, pivot_root into an empty root (only /proc) and drop "
+            "capabilities file serving does not need (as root)");
 DEFINE_bool(seccomp, true, "After start-up, allow only the system calls serving needs (EPERM else)");
 
 namespace gofer {
@@ -51,6 +53,10 @@ namespace {
 // Once the attach points are open and before any thread exists: the host's tree goes away.
 void Jail() {
   if (!FLAGS_jail) return;
+  if (geteuid() != 0) {
+    LOG(WARNING) << "gofer: not root: serving without an empty root (--jail needs root)";
+    return;
+  }
   std::string error;
   if (!EnterEmptyRoot(&error).has_value()) Die(error);
 }

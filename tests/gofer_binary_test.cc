@@ -205,7 +205,8 @@ TEST_F(GoferBinaryTest, CommandLineLimitsAreEnforced) {
 }
 
 // Serving, the gofer sees an empty root with only /proc (the trees are reachable through the
-// descriptors it opened before), and runs under its seccomp filter with no_new_privs.
+// descriptors it opened before), keeps only the capabilities file serving needs, and runs
+// under its seccomp filter with no_new_privs.
 TEST_F(GoferBinaryTest, ServesFromAnEmptyRootUnderSeccomp) {
   auto p0 = SocketPair();
   ASSERT_TRUE(p0.has_value());
@@ -233,6 +234,13 @@ TEST_F(GoferBinaryTest, ServesFromAnEmptyRootUnderSeccomp) {
     EXPECT_NE(status.find("Seccomp:\t2"), std::string::npos) << status;
     EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos) << status;
 #endif
+    // Only CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID and MKNOD (bits 0-4, 27),
+    // in the effective and the bounding set.
+    int cfd = open(("/proc/" + std::to_string(g.pid) + "/status").c_str(), O_RDONLY | O_CLOEXEC);
+    std::string caps = ReadAll(cfd);
+    close(cfd);
+    EXPECT_NE(caps.find("CapEff:\t000000000800001f"), std::string::npos) << caps;
+    EXPECT_NE(caps.find("CapBnd:\t000000000800001f"), std::string::npos) << caps;
   }
   EXPECT_EQ(g.Wait(), 0) << g.Stderr();
 }
