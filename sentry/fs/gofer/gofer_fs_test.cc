@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "gmock/gmock.h"
@@ -362,6 +363,102 @@ TEST_P(GoferFsTest, KnownNamesFollowOurChanges) {
   ASSERT_TRUE(vfs_->Mkdir(*d, "sub", 0755).has_value());
   EXPECT_TRUE(vfs_->Stat(*d, "sub").has_value());
   EXPECT_EQ(hfs::exists(dir_ / "d" / "sub"), true);
+}
+
+// fsx-style: random creates, opens, writes, reads, truncates, renames, unlinks and closes on
+// a few files through the sentry VFS, with several handles open at once, against a model;
+// every read and size is checked as it happens, and the host holds the model once every
+// handle is closed (write-back included).
+TEST_P(GoferFsTest, FsxThroughTheSentryMatchesAModel) {
+  std::map<std::string, std::string> model;
+  std::vector<std::pair<std::string, std::unique_ptr<vfs::FileHandle>>> open;
+  uint32_t seed = 4242;
+  auto rnd = [&] { return seed = seed * 1103515245 + 12345, (seed >> 8); };
+  auto drop_handles = [&](const std::string& name) {
+    std::erase_if(open, [&](const auto& h) { return h.first == name; });
+  };
+  for (int op = 0; op < 1500; ++op) {
+    std::string name = "/x" + std::to_string(rnd() % 4);
+    bool exists = model.contains(name);
+    switch (rnd() % 8) {
+      case 0: {  // Open (creating when missing), kept open for a while.
+        auto h = vfs_->Open(root_, name, O_RDWR | O_CREAT, 0644);
+        ASSERT_TRUE(h.has_value()) << op << " " << h.error();
+        if (!exists) model[name] = "";
+        open.emplace_back(name, std::move(*h));
+        break;
+      }
+      case 1:
+      case 2: {  // Write through one of its open handles.
+        for (auto& [n, h] : open) {
+          if (n != name) continue;
+          size_t off = rnd() % 40000, len = 1 + rnd() % 9000;
+          std::string data(len, static_cast<char>('A' + op % 26));
+          ASSERT_TRUE(h->WriteAt(std::span<const char>(data.data(), len), off).has_value()) << op;
+          std::string& m = model[name];
+          if (m.size() < off + len) m.resize(off + len, '\0');
+          m.replace(off, len, data);
+          break;
+        }
+        break;
+      }
+      case 3: {  // Read a random range through any handle, compare.
+        for (auto& [n, h] : open) {
+          if (n != name) continue;
+          size_t off = rnd() % 45000, len = rnd() % 12000;
+          std::string got(len, 'x');
+          auto r = h->ReadAt(std::span<char>(got.data(), len), off);
+          ASSERT_TRUE(r.has_value()) << op;
+          got.resize(*r);
+          const std::string& m = model[name];
+          std::string want = off < m.size() ? m.substr(off, len) : "";
+          ASSERT_TRUE(got == want) << "op " << op << ": read of " << name << " differs";
+          break;
+        }
+        break;
+      }
+      case 4:  // Truncate by path.
+        if (exists) {
+          uint64_t to = rnd() % 30000;
+          ASSERT_TRUE(vfs_->Truncate(root_, name, to).has_value()) << op;
+          model[name].resize(to, '\0');
+        }
+        break;
+      case 5: {  // Size as stat sees it.
+        auto a = vfs_->Stat(root_, name);
+        ASSERT_EQ(a.has_value(), exists) << op;
+        if (exists) ASSERT_EQ(a->size, model[name].size()) << "op " << op << " " << name;
+        break;
+      }
+      case 6:  // Close one handle (write-back of what it held).
+        if (!open.empty()) open.erase(open.begin() + static_cast<long>(rnd() % open.size()));
+        break;
+      case 7:  // Rename over another name, or unlink; handles of the old names go too.
+        if (!exists) break;
+        if (rnd() % 2) {
+          std::string to = "/x" + std::to_string(rnd() % 4);
+          if (to == name) break;
+          drop_handles(name);
+          drop_handles(to);
+          ASSERT_TRUE(vfs_->Rename(root_, name, to).has_value()) << op;
+          model[to] = std::move(model[name]);
+          model.erase(name);
+        } else {
+          drop_handles(name);
+          ASSERT_TRUE(vfs_->Unlink(root_, name).has_value()) << op;
+          model.erase(name);
+        }
+        break;
+    }
+  }
+  open.clear();
+  for (const auto& [name, data] : model) {
+    EXPECT_TRUE(HostRead(name.substr(1)) == data) << name << " differs on the host";
+  }
+  for (int i = 0; i < 4; ++i) {
+    std::string n = "/x" + std::to_string(i);
+    EXPECT_EQ(hfs::exists(dir_ / n.substr(1)), model.contains(n)) << n;
+  }
 }
 
 TEST_P(GoferFsTest, AppendWritesAtTheEnd) {
