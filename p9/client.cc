@@ -133,10 +133,7 @@ void Client::FinishDetachedLocked(CallState* c) {
   FreeTagLocked(c->tag);
   --detached_;
   detached_cv_.notify_one();
-  {
-    std::lock_guard f(fid_mu_);
-    free_fids_.push_back(c->fid);
-  }
+  ReleaseFid(c->fid);  // Lock order: mu_ before fid_mu_, as everywhere.
   delete c;
 }
 
@@ -149,12 +146,7 @@ void Client::ClunkAsync(Fid fid) {
         detached_cv_.wait(l);
         continue;
       }
-      reading_ = true;
-      l.unlock();
-      Result<void> r = ReadOne();
-      l.lock();
-      reading_ = false;
-      if (!r.has_value()) BreakLocked(r.error());
+      LeadOneRead(l);
     }
     HandOffReadingLocked();  // A caller may be waiting for a reply no one else will read.
   }
@@ -180,8 +172,21 @@ void Client::ClunkAsync(Fid fid) {
     ++detached_;
   }
   // From here on `c` belongs to whichever thread reads the reply: never touch it again.
+  Send(EncodeFrame(tag, Tclunk{fid}));
+}
+
+void Client::LeadOneRead(std::unique_lock<std::mutex>& l) {
+  reading_ = true;
+  l.unlock();
+  Result<void> r = ReadOne();
+  l.lock();
+  reading_ = false;
+  if (!r.has_value()) BreakLocked(r.error());
+}
+
+void Client::Send(const OutFrame& f) {
   std::lock_guard s(send_mu_);
-  auto r = SendFrame(fd_.get(), EncodeFrame(tag, Tclunk{fid}));
+  auto r = SendFrame(fd_.get(), f);
   if (!r.has_value()) Break(r.error() == Errno(EPIPE) ? Errno(ECONNRESET) : r.error());
 }
 
@@ -235,11 +240,7 @@ Result<void> Client::SendAndWait(CallState& c, const OutFrame& f, std::stop_toke
     }
     pending_[c.tag] = Pending{&c, false};
   }
-  {
-    std::lock_guard s(send_mu_);
-    auto r = SendFrame(fd_.get(), f);
-    if (!r.has_value()) Break(r.error() == Errno(EPIPE) ? Errno(ECONNRESET) : r.error());
-  }
+  Send(f);
   std::optional<std::stop_callback<std::function<void()>>> on_stop;
   if (stop.stop_possible()) {
     on_stop.emplace(stop, std::function<void()>([this, &c] {
@@ -265,12 +266,7 @@ Result<void> Client::SendAndWait(CallState& c, const OutFrame& f, std::stop_toke
       break;
     }
     if (!reading_) {
-      reading_ = true;
-      l.unlock();
-      Result<void> r = ReadOne();
-      l.lock();
-      reading_ = false;
-      if (!r.has_value()) BreakLocked(r.error());
+      LeadOneRead(l);
       continue;
     }
     c.cv.wait(l);

@@ -140,6 +140,11 @@ class Client {
   Result<Tag> AllocTag(bool wait);
   void FreeTagLocked(Tag t);
   void SendFlush(CallState& c);
+  // Takes the reader role for one frame (ReadOne without mu_), breaking the connection on a
+  // read error. REQUIRES: `l` holds mu_ and no one else is reading.
+  void LeadOneRead(std::unique_lock<std::mutex>& l);
+  // Sends `f` under send_mu_; a failed send breaks the connection (EPIPE reads as ECONNRESET).
+  void Send(const OutFrame& f);
   // Reads one frame and delivers it. Called by the leader without mu_.
   Result<void> ReadOne();
   // Marks the connection broken with `e` (first error wins) and wakes everyone.
