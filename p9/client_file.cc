@@ -158,14 +158,22 @@ Result<std::vector<Dirent>> ClientFile::Readdir(uint64_t offset, uint32_t count)
 }
 
 Result<std::vector<Dirent>> ClientFile::ReaddirAll() const {
+  if (client_ == nullptr) return Errno(EBADF);
+  const uint32_t count = static_cast<uint32_t>(client_->msize() - kIoHeaderSize);
   std::vector<Dirent> all;
   uint64_t offset = 0;
   for (;;) {
-    P9_ASSIGN_OR_RETURN(std::vector<Dirent> ents,
-                        Readdir(offset, static_cast<uint32_t>(client_->msize())));
+    P9_ASSIGN_OR_RETURN(std::vector<Dirent> ents, Readdir(offset, count));
     if (ents.empty()) return all;
     offset = ents.back().offset;
-    for (auto& e : ents) all.push_back(std::move(e));
+    size_t used = 0;
+    for (auto& e : ents) {
+      used += DirentSize(e);
+      all.push_back(std::move(e));
+    }
+    // Our dialect fills every Rreaddir: room for one more entry means the end, and the
+    // Treaddir that would come back empty is not needed.
+    if (client_->extended() && count - used >= kMaxDirentSize) return all;
   }
 }
 

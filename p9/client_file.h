@@ -57,6 +57,8 @@ class ClientFile {
   Result<void> WriteAll(std::string_view data, uint64_t offset = 0) const;
 
   Result<std::vector<Dirent>> Readdir(uint64_t offset, uint32_t count) const;
+  // Every entry, Treaddir after Treaddir (in our dialect, without the last empty one). On a
+  // walked, unopened directory fid only in our dialect.
   Result<std::vector<Dirent>> ReaddirAll() const;
 
   Result<Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid = 0) const;

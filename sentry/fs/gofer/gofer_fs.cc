@@ -314,25 +314,14 @@ class GoferInode : public Inode {
     return f;
   }
 
-  // Every entry of the opened directory `dir`, with cookies 1..n.
-  Result<std::shared_ptr<const std::vector<DirEntry>>> ListAll(const ClientFile& dir) {
-    const p9::Client& c = *shared_->client;
-    const uint32_t count = static_cast<uint32_t>(c.msize() - p9::kIoHeaderSize);
+  // Every entry of the directory `dir` (p9's ReaddirAll), with cookies 1..n.
+  static Result<std::shared_ptr<const std::vector<DirEntry>>> ListAll(const ClientFile& dir) {
+    P9_ASSIGN_OR_RETURN(std::vector<p9::Dirent> ents, dir.ReaddirAll());
     auto all = std::make_shared<std::vector<DirEntry>>();
-    for (uint64_t off = 0;;) {
-      P9_ASSIGN_OR_RETURN(std::vector<p9::Dirent> ents, dir.Readdir(off, count));
-      if (ents.empty()) break;
-      off = ents.back().offset;
-      size_t used = 0;
-      for (auto& e : ents) {
-        used += p9::DirentSize(e);
-        all->push_back(DirEntry{std::move(e.name), e.qid.path, e.type, 0});
-      }
-      // Our dialect fills every Rreaddir: room for one more entry means the end, and the
-      // Treaddir that would come back empty is not needed.
-      if (c.extended() && count - used >= p9::kMaxDirentSize) break;
+    all->reserve(ents.size());
+    for (auto& e : ents) {
+      all->push_back(DirEntry{std::move(e.name), e.qid.path, e.type, all->size() + 1});
     }
-    for (size_t i = 0; i < all->size(); ++i) (*all)[i].offset = i + 1;
     return std::shared_ptr<const std::vector<DirEntry>>(std::move(all));
   }
 
