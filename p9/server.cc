@@ -1,12 +1,11 @@
 #include "p9/server.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 
-#include <utility>  // Before Asio under C++20.
-
-#include <boost/asio.hpp>
 #include <cstring>
+#include <system_error>
 #include <deque>
 #include <map>
 #include <unordered_map>
@@ -16,8 +15,6 @@
 #include "p9/transport.h"
 
 namespace p9 {
-
-namespace asio = boost::asio;
 
 Result<void> ValidateName(const std::string& name) {
   if (name.empty() || name == "." || name == "..") return Errno(EINVAL);
@@ -34,14 +31,14 @@ struct ServerState {
   ServerState(Attacher& a, ServerOptions o) : attacher(a), options(o) {}
   Attacher& attacher;
   const ServerOptions options;
-  asio::io_context io;
 
   mutable std::mutex mu;
-  mutable std::condition_variable cv;  // Signalled when live_connections drops.
+  mutable std::condition_variable cv;  // Signalled when live_connections or live_threads drops.
   size_t live_connections = 0;         // Guarded by mu.
+  size_t live_threads = 0;             // Guarded by mu. Connection threads not yet ended.
   bool stopping = false;               // Guarded by mu.
   std::set<std::shared_ptr<Connection>> open;  // Guarded by mu. Not yet closed.
-  std::vector<int> listeners;                  // Guarded by mu. Raw fds, owned elsewhere.
+  std::vector<UniqueFd> listeners;             // Guarded by mu. Closed by Stop() after joins.
 };
 
 namespace {
@@ -79,19 +76,34 @@ struct ReplyExtras {
   UniqueFd fd;
 };
 
+// The connection whose leader is serving a batch of buffered frames on this thread: its
+// replies are queued rather than sent one by one (see Connection::Send).
+thread_local Connection* tls_batching = nullptr;
+
 }  // namespace
 
 // One client connection and its session. Lifetime: owned by shared_ptrs held by the server's
-// `open` set (until closed), its pending async_wait and every request being handled.
+// `open` set (until closed) and by each of its threads.
 //
-// Lock order: send_mu_, then mu_, then ServerFid::mu.
+// Threads (leader/follower, per connection): exactly one of the connection's threads, the
+// leader, reads the socket with a blocking recvmsg. It serves requests that do not wait on
+// anything but the host's metadata (Tgetattr, Twalk, Tclunk, Treaddir, ...) itself, inline, and
+// sends their replies; a lone request thus costs one recvmsg and one sendmsg on one thread, with
+// no wake-up of any other (DESIGN.md: a cross-CPU wake-up costs ~70 us here). A request that
+// may block for long (Tread, Twrite, Tlopen, Tfsync, ...; see MayBlock) makes the leader pass
+// the reader role to an idle follower (or a new thread, up to ServerOptions::threads) before
+// serving it, so a slow request never stops the connection's other requests. While more
+// complete frames are already buffered, inline replies are queued and leave together in one
+// sendmsg once the buffer is drained (see Send).
+//
+// Lock order: lf_mu_ alone; send_mu_, then mu_, then ServerFid::mu.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ServerState> state, UniqueFd fd, Attacher& attacher)
       : state_(std::move(state)),
         attacher_(attacher),
-        sd_(state_->io, fd.release()),
-        reader_(sd_.native_handle(), kMinMsize) {
+        sock_(std::move(fd)),
+        reader_(sock_.get(), kMinMsize) {
     std::lock_guard l(state_->mu);
     ++state_->live_connections;
   }
@@ -100,18 +112,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // fids_ release their Files here at the latest; do it before counting down so that
     // WaitNoConnections() means "every File released".
     fids_.clear();
-    boost::system::error_code ec;
-    sd_.close(ec);
+    sock_.reset();
     std::lock_guard l(state_->mu);
     --state_->live_connections;
     state_->cv.notify_all();
   }
 
-  int fd() { return sd_.native_handle(); }
+  int fd() { return sock_.get(); }
 
-  void Start() { ArmWait(); }
+  // Starts the first thread, which becomes the leader. False if no thread could be started.
+  bool Start() {
+    std::lock_guard l(lf_mu_);
+    return SpawnLocked();
+  }
 
-  // Makes the reader see EOF and pending sends fail; the reader then closes the connection.
+  // Makes the leader see EOF and pending sends fail; the leader then closes the connection.
   // Safe from any thread.
   void Shutdown() { ::shutdown(fd(), SHUT_RDWR); }
 
@@ -120,53 +135,137 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::vector<Tag> flushers;  // Tflush tags to answer once this request's reply is sent.
   };
 
-  void ArmWait() {
-    sd_.async_wait(asio::posix::stream_descriptor::wait_read,
-                   [self = shared_from_this()](const boost::system::error_code& ec) {
-                     if (ec) {
-                       self->Close("wait failed: " + ec.message());
-                       return;
-                     }
-                     self->OnReadable();
-                   });
+  // Starts a thread for this connection. REQUIRES: lf_mu_ held. The thread holds a reference
+  // to the connection and counts in state_->live_threads until its very end, so Stop() can
+  // wait for it without joining.
+  bool SpawnLocked() {
+    {
+      std::lock_guard l(state_->mu);
+      ++state_->live_threads;
+    }
+    try {
+      std::thread([self = shared_from_this(), state = state_]() mutable {
+        self->ThreadMain();
+        self.reset();  // Maybe the last reference: ~Connection runs here.
+        std::lock_guard l(state->mu);
+        --state->live_threads;
+        state->cv.notify_all();
+      }).detach();
+    } catch (const std::system_error& e) {
+      LOG(ERROR) << "9p server: cannot start a thread: " << e.what();
+      std::lock_guard l(state_->mu);
+      --state_->live_threads;
+      return false;
+    }
+    ++threads_;
+    return true;
   }
 
-  // Drains complete frames. Runs on one thread at a time: it is only ever started by the
-  // single armed wait or by Resume(), never both.
-  void OnReadable() {
-    std::optional<InFrame> pending;  // The newest frame, handled inline at the end.
+  // Each thread of the connection: wait to become the leader, lead, repeat; until closed.
+  void ThreadMain() {
     for (;;) {
       {
-        std::lock_guard l(mu_);
-        if (inflight_.size() >= state_->options.max_inflight) {
-          // Backpressure: stop reading; the completion that drops below the limit resumes.
-          paused_ = true;
-          break;
+        std::unique_lock l(lf_mu_);
+        ++idle_;
+        lf_cv_.wait(l, [&] { return closing_ || !leader_taken_; });
+        --idle_;
+        if (closing_) {
+          --threads_;
+          return;
         }
+        leader_taken_ = true;
       }
-      auto r = reader_.TryRead();
+      Lead();
+    }
+  }
+
+  // The leader's loop. Returns when it has passed the reader role on (having served one
+  // request that may block) or when the connection closed.
+  void Lead() {
+    for (;;) {
+      if (!WaitForRoom()) return;  // Closed meanwhile.
+      // The next read may block: replies queued so far leave first.
+      if (!reader_.HasFrame()) FlushOut();
+      auto r = reader_.Read();
       if (!r.has_value()) {
-        if (pending) Dispatch(std::move(*pending), /*inline_ok=*/true);
+        FlushOut();
         Close(r.error() == Errno(ECONNRESET) ? "" : std::string("read: ") + r.error().name());
         return;
       }
-      if (!r->has_value()) {
-        ArmWait();
-        break;
-      }
-      InFrame frame = std::move(**r);
-      if (frame.header.type == static_cast<uint8_t>(MsgType::kTversion)) {
-        // Version changes msize for the frames after it: handle it before reading on.
-        if (pending) Dispatch(std::move(*pending), false);
-        pending.reset();
+      InFrame frame = std::move(*r);
+      const auto type = static_cast<MsgType>(frame.header.type);
+      if (type == MsgType::kTversion) {
+        // Version changes msize for the frames after it: handled before reading on.
+        FlushOut();
         HandleVersion(frame);
         continue;
       }
       if (!Register(frame)) return;  // Protocol violation: closed.
-      if (pending) Dispatch(std::move(*pending), false);
-      pending = std::move(frame);
+      if (type == MsgType::kTflush) {
+        HandleFlush(frame);  // Cheap and order-sensitive: always by the leader.
+        continue;
+      }
+      if (MayBlock(type) && PassLead()) {
+        FlushOut();
+        Handle(frame);
+        return;
+      }
+      // Served inline. Replies are queued while more frames wait in the buffer.
+      Connection* was = tls_batching;
+      tls_batching = reader_.HasFrame() ? this : nullptr;
+      Handle(frame);
+      tls_batching = was;
     }
-    if (pending) Dispatch(std::move(*pending), true);
+  }
+
+  // Requests whose backend call may wait on something other than host metadata: data I/O
+  // (a FIFO, a slow disk), opens (a FIFO without a writer), fsync, locks, truncation.
+  static bool MayBlock(MsgType t) {
+    switch (t) {
+      case MsgType::kTread:
+      case MsgType::kTwrite:
+      case MsgType::kTlopen:
+      case MsgType::kTlcreate:
+      case MsgType::kTfsync:
+      case MsgType::kTlock:
+      case MsgType::kTgetlock:
+      case MsgType::kTsetattr:
+      case MsgType::kTattach:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // Hands the reader role to an idle follower, or to a new thread. False (the caller stays
+  // leader and serves inline) when the connection is at its thread limit or closing.
+  bool PassLead() {
+    std::lock_guard l(lf_mu_);
+    if (closing_) return false;
+    if (idle_ > 0) {
+      leader_taken_ = false;
+      lf_cv_.notify_one();
+      return true;
+    }
+    if (threads_ >= max_threads()) return false;
+    leader_taken_ = false;
+    if (SpawnLocked()) return true;
+    leader_taken_ = true;
+    return false;
+  }
+
+  size_t max_threads() const {
+    return state_->options.threads ? state_->options.threads : kDefaultThreads;
+  }
+
+  // Backpressure: while max_inflight requests are unanswered, the leader stops reading (the
+  // socket fills and the client's sends block) until one is answered. False when closed.
+  bool WaitForRoom() {
+    std::unique_lock l(mu_);
+    room_cv_.wait(l, [&] {
+      return inflight_.size() < state_->options.max_inflight || closed_;
+    });
+    return !closed_;
   }
 
   // Records the frame's tag as in flight. False (and the connection closed) on tag reuse.
@@ -174,28 +273,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Tag tag = frame.header.tag;
     {
       std::lock_guard l(mu_);
-      if (!inflight_.try_emplace(tag).second) {
-        // fallthrough to close below
-      } else {
-        return true;
-      }
+      if (inflight_.try_emplace(tag).second) return true;
     }
+    FlushOut();
     Close("tag " + std::to_string(tag) + " reused while in flight");
     return false;
-  }
-
-  void Dispatch(InFrame frame, bool inline_ok) {
-    if (frame.header.type == static_cast<uint8_t>(MsgType::kTflush)) {
-      HandleFlush(frame);  // Cheap and order-sensitive: always on the reader thread.
-      return;
-    }
-    if (inline_ok) {
-      Handle(frame);
-      return;
-    }
-    asio::post(state_->io, [self = shared_from_this(), f = std::move(frame)]() mutable {
-      self->Handle(f);
-    });
   }
 
   void Handle(InFrame& frame) {
@@ -230,53 +312,68 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // are freed before the bytes leave, since the client may reuse a tag the moment it reads
   // its reply; send_mu_ makes "free the tag and send" atomic with respect to HandleFlush, so a
   // Tflush either sees the request in flight (and is answered after its reply) or sees it
-  // answered.
+  // answered. The leader, while it serves a batch inline (tls_batching), queues small replies
+  // in out_; everything else flushes out_ and goes straight out. Frames in out_ come before
+  // any later frame, so an Rflush never overtakes the reply it follows.
   template <typename M>
   void Send(Tag tag, const M& m, const UniqueFd& fd = UniqueFd()) {
     OutFrame f = EncodeFrame(tag, m);
     int fds[1] = {fd.get()};
     std::span<const int> fdspan;
     if (fd.valid()) fdspan = std::span<const int>(fds, 1);
-    bool resume = false;
+    std::lock_guard s(send_mu_);
+    std::vector<Tag> flushers;
     {
-      std::lock_guard s(send_mu_);
-      std::vector<Tag> flushers;
-      {
-        std::lock_guard l(mu_);
-        auto it = inflight_.find(tag);
-        if (it != inflight_.end()) {  // Not found: Tversion, which is not tracked.
-          flushers = std::move(it->second.flushers);
-          inflight_.erase(it);
-          for (Tag t : flushers) inflight_.erase(t);
-          resume = ResumeCheckLocked();
+      std::lock_guard l(mu_);
+      auto it = inflight_.find(tag);
+      if (it != inflight_.end()) {  // Not found: Tversion, which is not tracked.
+        flushers = std::move(it->second.flushers);
+        inflight_.erase(it);
+        for (Tag t : flushers) inflight_.erase(t);
+        if (inflight_.size() + 1 + flushers.size() >= state_->options.max_inflight) {
+          room_cv_.notify_all();
         }
       }
-      SendLocked(f, fdspan);
-      for (Tag t : flushers) SendLocked(EncodeFrame(t, Rflush{}), {});
     }
-    if (resume) Resume();
+    const bool queue = tls_batching == this && fdspan.empty() && f.tail.size() <= kQueueMax;
+    if (queue) {
+      out_.insert(out_.end(), f.head.begin(), f.head.end());
+      out_.insert(out_.end(), f.tail.begin(), f.tail.end());
+    } else {
+      FlushOutLocked();
+      SendLocked(f, fdspan);
+    }
+    for (Tag t : flushers) {
+      OutFrame r = EncodeFrame(t, Rflush{});
+      if (queue) {
+        out_.insert(out_.end(), r.head.begin(), r.head.end());
+      } else {
+        SendLocked(r, {});
+      }
+    }
+    if (out_.size() >= kQueueMax) FlushOutLocked();
   }
 
   void SendError(Tag tag, Errno e) { Send(tag, Rlerror{static_cast<uint32_t>(e.value())}); }
 
   // REQUIRES: send_mu_ held.
   void SendLocked(const OutFrame& f, std::span<const int> fds) {
-    auto r = SendFrame(sd_.native_handle(), f, fds);
+    auto r = SendFrame(fd(), f, fds);
     if (!r.has_value()) VLOG(1) << "9p server: send failed: " << r.error();
   }
 
-  // True when reading was paused by backpressure and may go on. REQUIRES: mu_ held.
-  bool ResumeCheckLocked() {
-    if (paused_ && inflight_.size() < state_->options.max_inflight) {
-      paused_ = false;
-      return true;
-    }
-    return false;
+  // Sends the queued replies. REQUIRES: send_mu_ held.
+  void FlushOutLocked() {
+    if (out_.empty()) return;
+    OutFrame all;
+    all.tail = Bytes(out_.data(), out_.size());
+    SendLocked(all, {});
+    out_.clear();
   }
 
-  void Resume() {
-    // Frames may already sit in the reader's buffer, so drain rather than wait.
-    asio::post(state_->io, [self = shared_from_this()] { self->OnReadable(); });
+  void FlushOut() {
+    std::lock_guard s(send_mu_);
+    FlushOutLocked();
   }
 
   void HandleFlush(const InFrame& frame) {
@@ -286,22 +383,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
       SendError(tag, Errno(EINVAL));
       return;
     }
-    bool resume = false;
     {
       std::lock_guard s(send_mu_);
-      {
-        std::lock_guard l(mu_);
-        auto it = inflight_.find(req->oldtag);
-        if (it != inflight_.end() && req->oldtag != tag) {
-          it->second.flushers.push_back(tag);  // Answered right after oldtag's reply.
-          return;
-        }
-        inflight_.erase(tag);
-        resume = ResumeCheckLocked();
+      std::lock_guard l(mu_);
+      auto it = inflight_.find(req->oldtag);
+      if (it != inflight_.end() && req->oldtag != tag) {
+        it->second.flushers.push_back(tag);  // Answered right after oldtag's reply.
+        return;
       }
-      SendLocked(EncodeFrame(tag, Rflush{}), {});
     }
-    if (resume) Resume();
+    // oldtag was answered (its reply may still be queued; ours queues behind it) or unknown.
+    Connection* was = tls_batching;
+    tls_batching = reader_.HasFrame() ? this : nullptr;
+    Send(tag, Rflush{});
+    tls_batching = was;
   }
 
   void HandleVersion(const InFrame& frame) {
@@ -338,13 +433,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Send(tag, Rversion{msize, version});
   }
 
+  // Idempotent. Safe from any thread.
   void Close(const std::string& why) {
     if (!why.empty()) LOG(WARNING) << "9p server: closing connection: " << why;
     Shutdown();
+    {
+      std::lock_guard l(mu_);
+      closed_ = true;
+    }
+    room_cv_.notify_all();
+    {
+      std::lock_guard l(lf_mu_);
+      closing_ = true;
+    }
+    lf_cv_.notify_all();
     std::shared_ptr<Connection> self = shared_from_this();
     std::lock_guard l(state_->mu);
     state_->open.erase(self);
-    // Remaining references: handlers in flight. Fids are released in ~Connection.
+    // Remaining references: the connection's threads. Fids are released in ~Connection.
   }
 
   // ---- Fid table -------------------------------------------------------------------------
@@ -729,21 +835,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return fd_donation_;
   }
 
+  static constexpr size_t kDefaultThreads = 16;
+  static constexpr size_t kQueueMax = 64 * 1024;
+
   std::shared_ptr<ServerState> state_;
   Attacher& attacher_;
-  asio::posix::stream_descriptor sd_;  // Used by the reader only (async_wait); fd is shared.
-  FrameReader reader_;                 // Used by the reader only.
-  // Written by the reader before any request of the session is read; read by handlers of
-  // that session (happens-after via the post/inline dispatch).
+  UniqueFd sock_;       // Blocking. Read by the leader only; written under send_mu_.
+  FrameReader reader_;  // Used by the leader only (handed over under lf_mu_).
+  // Written by the leader before any request of the session is read; read by the threads
+  // serving that session's requests.
   std::atomic<uint32_t> msize_ = kMinMsize;
   std::atomic<bool> version_done_ = false;
 
-  std::mutex send_mu_;  // Serializes frames on the socket.
+  std::mutex lf_mu_;
+  std::condition_variable lf_cv_;  // Signalled when the reader role is free or at closing.
+  bool leader_taken_ = false;      // Guarded by lf_mu_. Some thread holds the reader role.
+  size_t idle_ = 0;                // Guarded by lf_mu_. Threads waiting to lead.
+  size_t threads_ = 0;             // Guarded by lf_mu_. Threads of this connection.
+  bool closing_ = false;           // Guarded by lf_mu_.
+
+  std::mutex send_mu_;     // Serializes frames on the socket.
+  std::vector<char> out_;  // Guarded by send_mu_. Queued whole reply frames (see Send).
 
   std::mutex mu_;
+  std::condition_variable room_cv_;  // Signalled when inflight_ shrinks below the limit.
   std::unordered_map<Fid, std::shared_ptr<ServerFid>> fids_;  // Guarded by mu_.
   std::unordered_map<Tag, Inflight> inflight_;                // Guarded by mu_.
-  bool paused_ = false;       // Guarded by mu_. Reading stopped by backpressure.
+  bool closed_ = false;       // Guarded by mu_.
   bool fd_donation_ = false;  // Guarded by mu_.
 
   friend class Server;
@@ -751,102 +869,86 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 Server::Server(Attacher& attacher, ServerOptions options)
     : state_(std::make_shared<ServerState>(attacher, options)) {
-  size_t n = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   CHECK_LE(options.max_inflight, 65535u);
-  for (size_t i = 0; i < n; ++i) {
-    threads_.emplace_back([s = state_, guard = asio::make_work_guard(state_->io)] {
-      s->io.run();  // Returns only at Stop(): the work guard keeps it busy.
-    });
-  }
+  CHECK_GE(options.max_inflight, 1u);
 }
 
 Server::~Server() { Stop(); }
 
 void Server::AddConnection(UniqueFd sock, Attacher* attacher) {
+  // The leader blocks in recvmsg; senders block in sendmsg until the peer reads.
   int flags = fcntl(sock.get(), F_GETFL);
-  if (flags >= 0) fcntl(sock.get(), F_SETFL, flags | O_NONBLOCK);
-  std::shared_ptr<Connection> conn;
-  try {
-    conn = std::make_shared<Connection>(state_, std::move(sock),
-                                        attacher ? *attacher : state_->attacher);
-  } catch (const boost::system::system_error& e) {
-    LOG(ERROR) << "9p server: cannot serve fd: " << e.what();  // Not pollable.
-    return;
-  }
+  if (flags >= 0) fcntl(sock.get(), F_SETFL, flags & ~O_NONBLOCK);
+  auto conn = std::make_shared<Connection>(state_, std::move(sock),
+                                           attacher ? *attacher : state_->attacher);
   {
     std::lock_guard l(state_->mu);
     if (state_->stopping) return;  // ~Connection (after this lock) closes the socket.
     state_->open.insert(conn);
   }
-  asio::post(state_->io, [conn] { conn->Start(); });
+  if (!conn->Start()) {
+    std::lock_guard l(state_->mu);
+    state_->open.erase(conn);
+  }
 }
 
 void Server::Listen(UniqueFd listener) {
   int flags = fcntl(listener.get(), F_GETFL);
   if (flags >= 0) fcntl(listener.get(), F_SETFL, flags | O_NONBLOCK);
-  auto sd = std::make_shared<asio::posix::stream_descriptor>(state_->io, listener.release());
-  {
-    std::lock_guard l(state_->mu);
-    state_->listeners.push_back(sd->native_handle());
-  }
-  // Accept loop. Stop() sets `stopping` and shuts the listening socket down, which wakes the
-  // wait; the loop then ends. Handlers hold only a raw ServerState pointer and a weak
-  // reference to the loop: a pending handler lives inside state->io, so a strong reference
-  // would be a cycle (and a leak).
-  auto loop = std::make_shared<std::function<void()>>();
-  std::weak_ptr<std::function<void()>> weak = loop;
-  ServerState* s = state_.get();
-  *loop = [this, sd, weak, s] {
-    sd->async_wait(asio::posix::stream_descriptor::wait_read,
-                   [this, sd, weak, s](const boost::system::error_code& ec) {
-                     auto again = weak.lock();
-                     if (ec || !again) return;
-                     {
-                       std::lock_guard l(s->mu);
-                       if (s->stopping) return;
-                     }
-                     for (;;) {
-                       int c = ::accept4(sd->native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
-                       if (c < 0) {
-                         if (errno == EINTR) continue;
-                         if (errno == EAGAIN || errno == ECONNABORTED) break;
-                         PLOG(WARNING) << "9p server: accept";
-                         return;
-                       }
-                       AddConnection(UniqueFd(c));
-                     }
-                     (*again)();
-                   });
-  };
-  {
-    std::lock_guard l(state_->mu);
-    listener_loops_.push_back(loop);  // Keeps the loop (and its descriptor) alive.
-  }
-  asio::post(state_->io, [weak] {
-    if (auto loop = weak.lock()) (*loop)();
+  std::lock_guard l(state_->mu);
+  if (state_->stopping) return;
+  const int lfd = listener.get();
+  state_->listeners.push_back(std::move(listener));
+  // Accept loop. Stop() shuts the listening socket down, which wakes poll() (POLLHUP); the
+  // loop then sees `stopping` and ends. Stop() joins it, then closes the socket.
+  listen_threads_.emplace_back([this, lfd] {
+    for (;;) {
+      pollfd p{lfd, POLLIN, 0};
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) {
+        PLOG(WARNING) << "9p server: poll on listener";
+        return;
+      }
+      {
+        std::lock_guard l(state_->mu);
+        if (state_->stopping) return;
+      }
+      for (;;) {
+        int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN || errno == ECONNABORTED) break;
+          if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            PLOG(WARNING) << "9p server: accept";
+            ::usleep(10000);  // Out of resources: back off instead of spinning.
+            break;
+          }
+          PLOG(WARNING) << "9p server: accept";
+          return;
+        }
+        AddConnection(UniqueFd(c));
+      }
+    }
   });
 }
 
 void Server::Stop() {
   std::call_once(stopped_, [this] {
     std::vector<std::shared_ptr<Connection>> conns;
+    std::vector<std::thread> listeners;
     {
       std::lock_guard l(state_->mu);
       state_->stopping = true;
       conns.assign(state_->open.begin(), state_->open.end());
-      for (int fd : state_->listeners) ::shutdown(fd, SHUT_RDWR);
+      for (auto& fd : state_->listeners) ::shutdown(fd.get(), SHUT_RDWR);
+      listeners.swap(listen_threads_);
     }
+    for (auto& t : listeners) t.join();
     for (auto& c : conns) c->Shutdown();
     conns.clear();
-    // Connections see EOF, close, and drop their last references once their handlers finish.
-    {
-      std::unique_lock l(state_->mu);
-      state_->cv.wait(l, [&] { return state_->live_connections == 0; });
-      listener_loops_.clear();
-    }
-    state_->io.stop();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
+    // Connections see EOF, close, and drop their last references once their threads end.
+    std::unique_lock l(state_->mu);
+    state_->cv.wait(l, [&] { return state_->live_connections == 0 && state_->live_threads == 0; });
+    state_->listeners.clear();
   });
 }
 

@@ -1,12 +1,13 @@
 // The 9P2000.L server framework: connections, sessions, fid table and dispatch onto a backend
 // (file.h). The gofer and the test fakes plug in through Attacher/File.
 //
-// Threads: a Server runs an Asio io_context on `threads` threads. Each connection waits for
-// readability with async_wait; the woken thread drains every complete frame from the socket,
-// re-arms the wait, posts all frames but the last to the pool and handles the last one inline,
-// so a lone request is served on the thread that woke for it (no hand-off, see DESIGN.md on
-// wake-up costs) while a burst spreads over the pool. Replies are written with one sendmsg
-// under a per-connection send mutex.
+// Threads: each connection has its own threads (at most ServerOptions::threads), in a
+// leader/follower arrangement: one thread at a time reads the socket (blocking recvmsg) and
+// serves metadata requests itself, so a lone request is read, served and answered on one thread
+// with no wake-up of another (see DESIGN.md on wake-up costs); before serving a request that may
+// block (data I/O, opens, fsync, locks, truncation) it hands reading to another thread. Replies
+// of a burst served inline leave together in one sendmsg. A listener has one accept thread.
+// Connections never share threads, so a stuck peer or backend stalls only its own connection.
 //
 // Protocol rules enforced here, not in backends:
 //  * Tversion first; it negotiates msize = min(client, max_msize) (>= kMinMsize, else EINVAL)
@@ -17,8 +18,9 @@
 //    connection is closed. A malformed body gets Rlerror(EINVAL); an unknown type Rlerror(ENOSYS).
 //  * Tflush(oldtag) is answered after oldtag's reply has been sent (or at once if it has none).
 //  * Names are validated (EINVAL for "", ".", "..", '/', NUL; ENAMETOOLONG beyond 255).
-//  * Limits per connection: fids (EMFILE beyond max_fids) and requests in flight (the server
-//    stops reading the socket until one completes: backpressure, not an error).
+//  * Limits per connection: fids (EMFILE beyond max_fids), requests in flight (the server
+//    stops reading the socket until one completes: backpressure, not an error) and threads
+//    (at the limit, a request that may block is served by the reading thread itself).
 //  * A connection that dies releases every fid (and so every backend File) once its in-flight
 //    requests have returned.
 #ifndef P9_SERVER_H_
@@ -44,7 +46,7 @@ namespace p9 {
 
 struct ServerOptions {
   uint32_t max_msize = kMaxMsize;  // Upper bound for the negotiated msize.
-  size_t threads = 0;              // 0: std::thread::hardware_concurrency().
+  size_t threads = 0;              // Per connection, at most; 0: 16. See "Threads" above.
   size_t max_fids = 1u << 20;      // Per connection.
   size_t max_inflight = 1024;      // Per connection; must be <= 65535.
   bool allow_fd_donation = true;   // Offer the extension version (fd donation).
@@ -81,9 +83,8 @@ class Server {
 
  private:
   std::shared_ptr<ServerState> state_;
-  std::vector<std::thread> threads_;
-  // Accept loops of Listen(); each keeps its descriptor alive. Guarded by state_->mu.
-  std::vector<std::shared_ptr<std::function<void()>>> listener_loops_;
+  // Accept loops of Listen(); each owns its listening socket. Guarded by state_->mu.
+  std::vector<std::thread> listen_threads_;
   std::once_flag stopped_;
 };
 

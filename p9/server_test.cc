@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -530,6 +531,73 @@ TEST_F(ServerTest, ManyPipelinedRequestsAllAnswered) {
   sender.join();
   EXPECT_EQ(seen.size(), 2000u);
   EXPECT_EQ(seen.rbegin()->first, 2000);
+}
+
+TEST_F(ServerTest, SlowRequestsDoNotStallTheConnection) {
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+  state_->CloseGate();
+  // Three reads block in the backend at once: each was handed to its own thread.
+  for (Tag t = 10; t < 13; ++t) conn_->Send(t, Tread{2, 0, 5});
+  ASSERT_TRUE(state_->WaitReading(3));
+  // Metadata requests are still read and answered meanwhile.
+  for (Tag t = 20; t < 25; ++t) {
+    auto r = conn_->Call(Tgetattr{1, getattr::kBasic}, t);
+    ASSERT_TRUE(r.has_value()) << r.error();
+  }
+  state_->OpenGate();
+  std::set<Tag> tags;
+  for (int i = 0; i < 3; ++i) {
+    auto f = conn_->Next();
+    ASSERT_TRUE(f.has_value());
+    tags.insert(f->header.tag);
+  }
+  EXPECT_EQ(tags, (std::set<Tag>{10, 11, 12}));
+}
+
+TEST_F(ServerTest, AtTheThreadLimitTheReaderServesSlowRequestsItself) {
+  MakeServer({.threads = 1});
+  conn_->Version();
+  conn_->Attach(1);
+  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
+  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+  state_->CloseGate();
+  conn_->Send(10, Tread{2, 0, 5});
+  ASSERT_TRUE(state_->WaitReading(1));
+  conn_->Send(11, Tgetattr{1, getattr::kBasic});
+  EXPECT_TRUE(conn_->Quiet(100)) << "one thread: nobody reads while the read blocks";
+  state_->OpenGate();
+  auto f1 = conn_->Next();
+  auto f2 = conn_->Next();
+  ASSERT_TRUE(f1.has_value() && f2.has_value());
+  EXPECT_EQ(f1->header.tag, 10);
+  EXPECT_EQ(f2->header.tag, 11);
+}
+
+TEST_F(ServerTest, BatchedRepliesKeepFlushOrder) {
+  conn_->Version();
+  conn_->Attach(1);
+  // One write holding a request and a flush of it: the reply is queued while the flush is
+  // served from the same buffer; Rflush must still come after it.
+  std::vector<char> bytes;
+  for (Tag t = 30; t < 60; t += 2) {
+    OutFrame a = EncodeFrame(t, Tgetattr{1, getattr::kBasic});
+    OutFrame b = EncodeFrame(static_cast<Tag>(t + 1), Tflush{t});
+    bytes.insert(bytes.end(), a.head.begin(), a.head.end());
+    bytes.insert(bytes.end(), b.head.begin(), b.head.end());
+  }
+  conn_->SendRaw(bytes);
+  for (Tag t = 30; t < 60; t += 2) {
+    auto f1 = conn_->Next();
+    auto f2 = conn_->Next();
+    ASSERT_TRUE(f1.has_value() && f2.has_value());
+    EXPECT_EQ(f1->header.tag, t);
+    EXPECT_EQ(f1->header.type, static_cast<uint8_t>(MsgType::kRgetattr));
+    EXPECT_EQ(f2->header.tag, t + 1);
+    EXPECT_EQ(f2->header.type, static_cast<uint8_t>(MsgType::kRflush));
+  }
 }
 
 TEST_F(ServerTest, ListenAcceptsUnixConnections) {

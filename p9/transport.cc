@@ -1,5 +1,6 @@
 #include "p9/transport.h"
 
+#include <endian.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -198,17 +199,25 @@ Result<void> FrameReader::SkipBody() {
 }
 
 Result<InFrame> FrameReader::Read() {
-  for (;;) {
-    P9_ASSIGN_OR_RETURN(std::optional<InFrame> f, TryRead());
-    if (f) return std::move(*f);
-    P9_RETURN_IF_ERROR(WaitFor(fd_, POLLIN));
-  }
+  P9_ASSIGN_OR_RETURN(std::optional<InFrame> f, ReadFrame(/*block=*/true));
+  return std::move(*f);
 }
 
-Result<std::optional<InFrame>> FrameReader::TryRead() {
+bool FrameReader::HasFrame() const {
+  if (body_remaining_ != 0 || partial_) return false;
+  if (buffered() < kHeaderSize) return false;
+  uint32_t size;
+  std::memcpy(&size, buf_.data() + rpos_, sizeof(size));
+  size = le32toh(size);
+  return size <= kHeaderSize || size > msize_ || buffered() >= size;
+}
+
+Result<std::optional<InFrame>> FrameReader::TryRead() { return ReadFrame(/*block=*/false); }
+
+Result<std::optional<InFrame>> FrameReader::ReadFrame(bool block) {
   if (!partial_) {
     if (body_remaining_ != 0) return Errno(EPROTO);  // Mixed with the piecewise API.
-    P9_ASSIGN_OR_RETURN(bool have, Fill(kHeaderSize, /*block=*/false));
+    P9_ASSIGN_OR_RETURN(bool have, Fill(kHeaderSize, block));
     if (!have) return std::optional<InFrame>();
     P9_ASSIGN_OR_RETURN(FrameHeader h, TakeHeader());
     partial_.emplace();
@@ -223,8 +232,7 @@ Result<std::optional<InFrame>> FrameReader::TryRead() {
   // The rest of the body goes straight into the frame's own storage: no second copy.
   while (partial_filled_ < partial_->body.size()) {
     P9_ASSIGN_OR_RETURN(size_t got, Recv(partial_->body.data() + partial_filled_,
-                                         partial_->body.size() - partial_filled_,
-                                         /*block=*/false));
+                                         partial_->body.size() - partial_filled_, block));
     if (got == 0) return std::optional<InFrame>();
     partial_filled_ += got;
   }

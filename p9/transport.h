@@ -59,7 +59,12 @@ class FrameReader {
   uint32_t msize() const { return msize_; }
 
   // Blocking: the next whole frame. ECONNRESET when the peer closed, EPROTO on a bad frame.
+  // On a blocking socket it waits in recvmsg itself (no poll).
   Result<InFrame> Read();
+
+  // True when a whole frame (or a header Read() will reject at once) is already buffered, so
+  // Read() will not touch the socket.
+  bool HasFrame() const;
 
   // Non-blocking: the next whole frame if it can be completed with the bytes available now,
   // std::nullopt if the socket has no more for now (partial progress is kept).
@@ -76,6 +81,8 @@ class FrameReader {
   // Discards the rest of the current frame's body.
   Result<void> SkipBody();
   size_t BodyRemaining() const { return body_remaining_; }
+  // True when the rest of the current frame's body is buffered: reading it makes no syscall.
+  bool BodyBuffered() const { return buffered() >= body_remaining_; }
   // The fds that arrived with the current frame (valid after ReadHeader).
   std::vector<UniqueFd> TakeFds() { return std::move(cur_fds_); }
 
@@ -92,6 +99,9 @@ class FrameReader {
   Result<size_t> Recv(char* dst, size_t n, bool block);
   // Ensures at least n bytes are buffered (n <= buffer capacity after growth).
   Result<bool> Fill(size_t n, bool block);
+  // The next frame; with !block, std::nullopt if it cannot be completed from what is
+  // available now.
+  Result<std::optional<InFrame>> ReadFrame(bool block);
   // Parses the header at rpos_, assigns fds, consumes the 7 bytes.
   Result<FrameHeader> TakeHeader();
   void Consume(size_t n) {
