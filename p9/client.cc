@@ -18,6 +18,8 @@ constexpr size_t kMaxTags = 4096;
 // messages (each costs a whole skb), and a server blocked sending replies stops reading
 // requests; so the replies no caller waits for must stay well below that.
 constexpr size_t kMaxDetached = 32;
+// Frames up to this size are copied into the send queue when another caller is sending.
+constexpr size_t kCombineMax = 4096;
 
 }  // namespace
 
@@ -178,15 +180,46 @@ void Client::ClunkAsync(Fid fid) {
 void Client::LeadOneRead(std::unique_lock<std::mutex>& l) {
   reading_ = true;
   l.unlock();
+  // Frames already buffered are delivered before reading is handed on: a burst of replies
+  // (the server sends those of a burst in one sendmsg) then costs no hand-off wake-ups.
   Result<void> r = ReadOne();
+  while (r.has_value() && reader_.HasFrame()) r = ReadOne();
   l.lock();
   reading_ = false;
   if (!r.has_value()) BreakLocked(r.error());
 }
 
 void Client::Send(const OutFrame& f) {
-  std::lock_guard s(send_mu_);
-  auto r = SendFrame(fd_.get(), f);
+  std::unique_lock l(send_mu_);
+  if (sending_) {
+    if (f.size() <= kCombineMax) {
+      // The active sender takes it along with its next sendmsg.
+      send_queue_.insert(send_queue_.end(), f.head.begin(), f.head.end());
+      send_queue_.insert(send_queue_.end(), f.tail.begin(), f.tail.end());
+      return;
+    }
+    // Too big to copy: wait to be the sender (frames queued meanwhile may go first; no
+    // caller depends on the order of frames still inside Send).
+    send_cv_.wait(l, [&] { return !sending_; });
+  }
+  sending_ = true;
+  l.unlock();
+  Result<void> r = SendFrame(fd_.get(), f);
+  std::vector<char> batch;
+  l.lock();
+  while (r.has_value() && !send_queue_.empty()) {
+    batch.clear();
+    batch.swap(send_queue_);
+    l.unlock();
+    OutFrame all;
+    all.tail = Bytes(batch.data(), batch.size());
+    r = SendFrame(fd_.get(), all);
+    l.lock();
+  }
+  if (!r.has_value()) send_queue_.clear();
+  sending_ = false;
+  l.unlock();
+  send_cv_.notify_one();
   if (!r.has_value()) Break(r.error() == Errno(EPIPE) ? Errno(ECONNRESET) : r.error());
 }
 
@@ -226,20 +259,23 @@ void Client::SendFlush(CallState& c) {
     c.flush_tag = *ft;
     pending_[*ft] = Pending{&c, true};
   }
-  std::lock_guard s(send_mu_);
-  auto r = SendFrame(fd_.get(), EncodeFrame(*ft, Tflush{c.tag}));
-  if (!r.has_value()) Break(Errno(ECONNRESET));
+  Send(EncodeFrame(*ft, Tflush{c.tag}));
+}
+
+Result<void> Client::Register(CallState& c) {
+  std::unique_lock l(mu_);
+  for (;;) {
+    if (broken_.value() != 0) return broken_;
+    if (!free_tags_.empty()) break;
+    tags_cv_.wait(l);
+  }
+  c.tag = free_tags_.back();
+  free_tags_.pop_back();
+  pending_[c.tag] = Pending{&c, false};
+  return Ok();
 }
 
 Result<void> Client::SendAndWait(CallState& c, const OutFrame& f, std::stop_token stop) {
-  {
-    std::lock_guard l(mu_);
-    if (broken_.value() != 0) {
-      FreeTagLocked(c.tag);
-      return broken_;
-    }
-    pending_[c.tag] = Pending{&c, false};
-  }
   Send(f);
   std::optional<std::stop_callback<std::function<void()>>> on_stop;
   if (stop.stop_possible()) {
@@ -304,7 +340,22 @@ Result<void> Client::ReadOne() {
       reader_.TakeFds();  // Closed.
       c->flushed = true;
       pending_.erase(it);
-      c->cv.notify_all();
+      c->cv.notify_one();
+      return Ok();
+    }
+    const bool into_dst =
+        h.type == static_cast<uint8_t>(MsgType::kRread) && c->read_dst.data() != nullptr;
+    if (!into_dst && !c->detached && reader_.BodyBuffered()) {
+      // The usual small reply, already received: deliver it in this same critical section
+      // (copying from the buffer makes no syscall), saving a second acquisition of mu_.
+      size_t n = reader_.BodyRemaining();
+      c->body.resize(n);
+      auto r = reader_.ReadInto(std::span<char>(c->body.data(), n));
+      if (!r.has_value()) return Errno(EIO);  // Cannot happen: the bytes are buffered.
+      c->fds = reader_.TakeFds();
+      c->header = h;
+      c->done = true;
+      c->cv.notify_one();
       return Ok();
     }
     c->filling = true;
@@ -348,7 +399,7 @@ Result<void> Client::ReadOne() {
     c->fds = std::move(fds);
     c->done = true;
   }
-  c->cv.notify_all();
+  c->cv.notify_one();
   if (!r.has_value()) return r.error() == Errno(ECONNRESET) ? Errno(ECONNRESET) : Errno(EIO);
   return Ok();
 }

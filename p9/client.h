@@ -129,10 +129,14 @@ class Client {
   // handles cancellation. On success c holds the reply.
   template <typename Encode>
   Result<void> RoundTrip(CallState& c, Encode&& encode, std::stop_token stop) {
-    P9_ASSIGN_OR_RETURN(c.tag, AllocTag(/*wait=*/true));
+    P9_RETURN_IF_ERROR(Register(c));
     OutFrame f = encode(c.tag);
     return SendAndWait(c, f, stop);
   }
+  // Gives `c` a tag (waiting for a free one) and enters it in pending_, in one critical
+  // section: with many callers, every acquisition of mu_ is a chance to contend.
+  Result<void> Register(CallState& c);
+  // REQUIRES: Register(c) succeeded.
   Result<void> SendAndWait(CallState& c, const OutFrame& f, std::stop_token stop);
   // Rlerror -> its errno; a type other than `want` -> EIO (connection broken).
   Result<void> CheckReply(const CallState& c, MsgType want);
@@ -143,7 +147,11 @@ class Client {
   // Takes the reader role for one frame (ReadOne without mu_), breaking the connection on a
   // read error. REQUIRES: `l` holds mu_ and no one else is reading.
   void LeadOneRead(std::unique_lock<std::mutex>& l);
-  // Sends `f` under send_mu_; a failed send breaks the connection (EPIPE reads as ECONNRESET).
+  // Sends `f`; a failed send breaks the connection (EPIPE reads as ECONNRESET). Combining:
+  // while one caller is in sendmsg, small frames of others are queued, and it sends them
+  // all in its next sendmsg before leaving; so a burst of callers makes few syscalls (and the
+  // server reads the burst at once). A frame queued here is sent before any frame a later
+  // Send of the same thread queues, so a Tflush never overtakes its request.
   void Send(const OutFrame& f);
   // Reads one frame and delivers it. Called by the leader without mu_.
   Result<void> ReadOne();
@@ -161,7 +169,10 @@ class Client {
   std::string version_;
   FrameReader reader_;  // Used only by the current leader.
 
-  std::mutex send_mu_;  // Serializes frames on the socket. Leaf lock.
+  std::mutex send_mu_;  // Guards the three below. Leaf lock.
+  bool sending_ = false;             // A caller is writing to the socket.
+  std::vector<char> send_queue_;     // Whole frames waiting for that caller to send them.
+  std::condition_variable send_cv_;  // Signalled when sending_ clears.
 
   // Lock order: mu_ before send_mu_ is never needed; they are not held together.
   std::mutex mu_;

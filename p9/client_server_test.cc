@@ -311,6 +311,33 @@ TEST_F(ClientServerTest, ConcurrentCallsAreMatchedByTag) {
   EXPECT_EQ(state_->live, 1) << "only the root fid should remain";
 }
 
+// Small frames of concurrent callers are combined into one sendmsg; a frame too big to copy
+// waits for its turn. Interleaved bytes would be a garbled frame: the server would close.
+TEST_F(ClientServerTest, CombinedSendsNeverInterleaveFrames) {
+  constexpr int kThreads = 8, kIters = 200;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      auto f = root_.Walk({"w" + std::to_string(t)});
+      if (!f.has_value() || !f->Open(open_flags::kRdWr).has_value()) {
+        ++bad;
+        return;
+      }
+      std::string big(64 * 1024 + t, static_cast<char>('a' + t));
+      for (int i = 0; i < kIters; ++i) {
+        auto w = client_->Write(f->fid(), 0, Bytes(big.data(), big.size()));
+        if (!w.has_value() || *w != big.size()) ++bad;
+        if (!f->GetAttr().has_value()) ++bad;
+        if (!root_.GetAttr().has_value()) ++bad;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad, 0);
+  EXPECT_TRUE(root_.GetAttr().has_value());
+}
+
 // The server answers a flushed request before Rflush, so a call cancelled while the backend
 // still works on it returns that reply; the connection stays healthy either way.
 TEST_F(ClientServerTest, StopSendsTflushAndTheConnectionSurvives) {
