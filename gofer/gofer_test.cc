@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -194,6 +195,30 @@ TEST_P(GoferTest, EveryFileTypeWalksStatsAndOpensAsTheHostSays) {
     auto touch = Walk(c.name).SetAttr(p9::Tsetattr{.valid = p9::setattr::kMtime});
     EXPECT_EQ(Err(touch), read_only() ? Errno(EROFS) : Errno(0));
   }
+}
+
+// A read of a FIFO waits for a writer's data; the connection keeps serving other requests
+// meanwhile (the server hands such reads to another thread: HostFile::MayBlock).
+TEST_P(GoferTest, BlockedFifoReadDoesNotStallTheConnection) {
+  ClientFile f = Walk("fifo");
+  ASSERT_TRUE(f.Open(of::kRdOnly).has_value());
+  // A host-side writer that keeps the FIFO open, so the read waits instead of seeing EOF.
+  int w = open((root_dir_ / "fifo").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(w, 0);
+  auto pending = std::async(std::launch::async, [&] {
+    char buf[16];
+    auto n = f.ReadAt(buf, 0);
+    return n.has_value() ? std::string(buf, *n) : std::string("error");
+  });
+  EXPECT_EQ(pending.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  for (int i = 0; i < 20; ++i) {
+    auto a = Walk("file").GetAttr();
+    ASSERT_TRUE(a.has_value()) << a.error();
+    EXPECT_EQ(a->size, 11u);
+  }
+  ASSERT_EQ(write(w, "data", 4), 4);
+  EXPECT_EQ(pending.get(), "data");
+  close(w);
 }
 
 TEST_P(GoferTest, ReadsRegularFilesAndDirectories) {

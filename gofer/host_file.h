@@ -47,6 +47,10 @@ class HostFile : public p9::File {
   p9::Result<p9::WalkResult> Walk(std::span<const std::string> names) override;
   p9::Result<p9::Rgetattr> GetAttr(uint64_t request_mask) override;
   p9::Result<void> SetAttr(const p9::Tsetattr& attr) override;
+  // Regular files, directories and symlinks never block an open or a read for long.
+  bool MayBlock() const override {
+    return type_ != S_IFREG && type_ != S_IFDIR && type_ != S_IFLNK;
+  }
   p9::Result<p9::OpenResult> Open(uint32_t flags) override;
   p9::Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override;
   p9::Result<size_t> WriteAt(p9::Bytes src, uint64_t offset) override;

@@ -68,6 +68,12 @@ class File {
   // Applies the setattr:: bits of `attr` (its fid field is meaningless here).
   virtual Result<void> SetAttr(const Tsetattr& attr) = 0;
 
+  // True when opening this file or reading or writing it may wait indefinitely or for long (a
+  // FIFO, a device, a socket, a remote file). The server serves such requests away from the
+  // thread that reads the connection. A regular file or directory on a local file system
+  // answers false: its requests are served inline, which saves a thread hand-off each.
+  virtual bool MayBlock() const { return true; }
+
   // Opens this file with open_flags:: `flags`. The server calls it at most once per File and
   // calls ReadAt/WriteAt/Readdir only after it succeeded.
   virtual Result<OpenResult> Open(uint32_t flags) = 0;

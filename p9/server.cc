@@ -90,9 +90,10 @@ thread_local Connection* tls_batching = nullptr;
 // anything but the host's metadata (Tgetattr, Twalk, Tclunk, Treaddir, ...) itself, inline, and
 // sends their replies; a lone request thus costs one recvmsg and one sendmsg on one thread, with
 // no wake-up of any other (DESIGN.md: a cross-CPU wake-up costs ~70 us here). A request that
-// may block for long (Tread, Twrite, Tlopen, Tfsync, ...; see MayBlock) makes the leader pass
-// the reader role to an idle follower (or a new thread, up to ServerOptions::threads) before
-// serving it, so a slow request never stops the connection's other requests. While more
+// may keep its thread long (Tfsync, a large Tread, a read of a FIFO...; see MayBlock) makes
+// the leader pass the reader role to an idle follower (or a new thread, up to
+// ServerOptions::threads) before serving it, so a slow request never stops the connection's
+// other requests. While more
 // complete frames are already buffered, inline replies are queued and leave together in one
 // sendmsg once the buffer is drained (see Send).
 //
@@ -205,7 +206,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         HandleFlush(frame);  // Cheap and order-sensitive: always by the leader.
         continue;
       }
-      if (MayBlock(type) && PassLead()) {
+      if (MayBlock(frame) && PassLead()) {
         FlushOut();
         Handle(frame);
         return;
@@ -218,23 +219,41 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
-  // Requests whose backend call may wait on something other than host metadata: data I/O
-  // (a FIFO, a slow disk), opens (a FIFO without a writer), fsync, locks, truncation.
-  static bool MayBlock(MsgType t) {
-    switch (t) {
-      case MsgType::kTread:
-      case MsgType::kTwrite:
-      case MsgType::kTlopen:
-      case MsgType::kTlcreate:
+  // Requests that may keep the thread serving them for long: fsync, locks, truncation,
+  // attach; bulk I/O (its copy runs while the next request is read); and opens and I/O of
+  // files whose backend says they may block (a FIFO, a device; File::MayBlock). Everything
+  // else is host metadata work of a few microseconds, not worth a thread hand-off.
+  bool MayBlock(const InFrame& f) {
+    const Bytes b = f.body_view();
+    auto u32 = [&](size_t off) -> uint32_t {
+      return off + 4 <= b.size() ? LoadU32(b.data() + off) : 0;
+    };
+    switch (static_cast<MsgType>(f.header.type)) {
       case MsgType::kTfsync:
       case MsgType::kTlock:
       case MsgType::kTgetlock:
-      case MsgType::kTsetattr:
       case MsgType::kTattach:
         return true;
+      case MsgType::kTsetattr:  // fid[4] valid[4] ...
+        return (u32(4) & setattr::kSize) != 0;
+      case MsgType::kTread:  // fid[4] offset[8] count[4]
+        return u32(12) > kInlineIoMax || FileMayBlock(u32(0));
+      case MsgType::kTwrite:  // fid[4] offset[8] count[4] data
+        return b.size() > kInlineIoMax || FileMayBlock(u32(0));
+      case MsgType::kTlopen:
+      case MsgType::kTlcreate:
+        return FileMayBlock(u32(0));
       default:
         return false;
     }
+  }
+
+  // False for an unknown fid: the request fails at once.
+  bool FileMayBlock(Fid fid) {
+    auto f = LookupFid(fid);
+    if (!f.has_value()) return false;
+    std::shared_ptr<File> file = (*f)->GetFile();
+    return file && file->MayBlock();
   }
 
   // Hands the reader role to an idle follower, or to a new thread. False (the caller stays
@@ -837,6 +856,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   static constexpr size_t kDefaultThreads = 16;
   static constexpr size_t kQueueMax = 64 * 1024;
+  static constexpr size_t kInlineIoMax = 128 * 1024;  // Larger reads and writes hand off.
 
   std::shared_ptr<ServerState> state_;
   Attacher& attacher_;

@@ -5,7 +5,8 @@
 // leader/follower arrangement: one thread at a time reads the socket (blocking recvmsg) and
 // serves metadata requests itself, so a lone request is read, served and answered on one thread
 // with no wake-up of another (see DESIGN.md on wake-up costs); before serving a request that may
-// block (data I/O, opens, fsync, locks, truncation) it hands reading to another thread. Replies
+// keep it long (fsync, locks, truncation, bulk I/O, or an open or I/O of a file whose backend
+// says it may block, File::MayBlock) it hands reading to another thread. Replies
 // of a burst served inline leave together in one sendmsg. A listener has one accept thread.
 // Connections never share threads, so a stuck peer or backend stalls only its own connection.
 //
