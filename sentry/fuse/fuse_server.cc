@@ -279,12 +279,11 @@ struct FuseServer::Impl {
     return e.ino;
   }
 
-  // The child `name` of `parent` just created by the VFS, as an entry reply.
+  // The child `name` of `parent` just created by the VFS (`made`), as an entry reply.
   void ReplyCreated(fuse_req_t req, fuse_ino_t parent_ino, const VirtualDentry& parent,
-                    const char* name) {
-    auto vd = vfs->ns().Resolve(parent, name, false);
-    if (!vd.has_value()) return Err(req, vd.error());
-    ReplyEntry(req, parent_ino, parent, name, *vd, nullptr);
+                    const char* name, const Result<VirtualDentry>& made) {
+    if (!made.has_value()) return Err(req, made.error());
+    ReplyEntry(req, parent_ino, parent, name, *made, nullptr);
   }
 };
 
@@ -396,8 +395,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   NODE_OR_REPLY(p, parent);
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto r = impl.vfs->Mknod(p->vd, name, mode, rdev, ctx->uid, ctx->gid);
-  if (!r.has_value()) return Err(req, r.error());
-  impl.ReplyCreated(req, parent, p->vd, name);
+  impl.ReplyCreated(req, parent, p->vd, name, r);
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
@@ -405,8 +403,7 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   NODE_OR_REPLY(p, parent);
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto r = impl.vfs->Mkdir(p->vd, name, mode, ctx->uid, ctx->gid);
-  if (!r.has_value()) return Err(req, r.error());
-  impl.ReplyCreated(req, parent, p->vd, name);
+  impl.ReplyCreated(req, parent, p->vd, name, r);
 }
 
 void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
@@ -414,8 +411,7 @@ void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char
   NODE_OR_REPLY(p, parent);
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto r = impl.vfs->Symlink(p->vd, target, name, ctx->uid, ctx->gid);
-  if (!r.has_value()) return Err(req, r.error());
-  impl.ReplyCreated(req, parent, p->vd, name);
+  impl.ReplyCreated(req, parent, p->vd, name, r);
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -446,8 +442,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   NODE_OR_REPLY(n, ino);
   NODE_OR_REPLY(np, newparent);
   auto r = impl.vfs->LinkAt(n->vd, np->vd, newname);
-  if (!r.has_value()) return Err(req, r.error());
-  impl.ReplyCreated(req, newparent, np->vd, newname);
+  impl.ReplyCreated(req, newparent, np->vd, newname, r);
 }
 
 // O_DIRECT is the kernel's business (it bypasses its page cache and sends us READs); the

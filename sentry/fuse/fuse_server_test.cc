@@ -305,6 +305,23 @@ TEST_P(FuseServerTest, HostChangesSeenWhenShared) {
   }
 }
 
+// A directory made through the sandbox starts empty, so under exclusive access a missing name
+// in it is answered without asking the gofer. That knowledge must reach the entry the kernel
+// gets for the new directory (a second lookup of it would make a fresh inode that knows
+// nothing); a file made on the host behind the sandbox's back shows which inode answered.
+TEST_P(FuseServerTest, MadeDirectoryKnowsItsNames) {
+  hfs::create_directory(M("made"));
+  std::ofstream(host_ / "made" / "behind") << "x";
+  if (GetParam() == CachePolicy::kFscache || GetParam() == CachePolicy::kFscacheWritethrough) {
+    EXPECT_FALSE(hfs::exists(M("made/behind"))) << "the lookup was sent to the gofer";
+  } else {
+    EXPECT_TRUE(hfs::exists(M("made/behind")));
+  }
+  std::ofstream(M("made/ours")) << "y";
+  EXPECT_EQ(Slurp(M("made/ours")), "y");
+  EXPECT_EQ(Slurp(host_ / "made" / "ours"), "y");
+}
+
 TEST_P(FuseServerTest, ForgottenNodesAreFreed) {
   for (int i = 0; i < 50; ++i) std::ofstream(M("t/n" + std::to_string(i))) << i;
   struct stat st;

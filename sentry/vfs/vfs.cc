@@ -89,20 +89,19 @@ Result<std::unique_ptr<FileHandle>> Vfs::OpenAt(const VirtualDentry& vd, int fla
   return h;
 }
 
-Result<void> Vfs::Mkdir(const VirtualDentry& cwd, std::string_view path, uint32_t mode,
-                        uint32_t uid, uint32_t gid) {
+Result<VirtualDentry> Vfs::Mkdir(const VirtualDentry& cwd, std::string_view path,
+                                 uint32_t mode, uint32_t uid, uint32_t gid) {
   P9_ASSIGN_OR_RETURN(auto pn, ns_->ResolveParent(cwd, path));
   auto& [parent, name] = pn;
   P9_RETURN_IF_ERROR(CreatableName(name));
   P9_RETURN_IF_ERROR(Writable(parent));
   P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode,
                       parent.dentry->inode()->Mkdir(name, mode & 07777, uid, gid));
-  parent.dentry->AddChild(name, inode, S_IFDIR);
-  return p9::Ok();
+  return VirtualDentry{parent.mount, parent.dentry->AddChild(name, inode, S_IFDIR)};
 }
 
-Result<void> Vfs::Mknod(const VirtualDentry& cwd, std::string_view path, uint32_t mode,
-                        uint64_t rdev, uint32_t uid, uint32_t gid) {
+Result<VirtualDentry> Vfs::Mknod(const VirtualDentry& cwd, std::string_view path,
+                                 uint32_t mode, uint64_t rdev, uint32_t uid, uint32_t gid) {
   P9_ASSIGN_OR_RETURN(auto pn, ns_->ResolveParent(cwd, path));
   auto& [parent, name] = pn;
   P9_RETURN_IF_ERROR(CreatableName(name));
@@ -111,12 +110,11 @@ Result<void> Vfs::Mknod(const VirtualDentry& cwd, std::string_view path, uint32_
   if ((mode & S_IFMT) == S_IFDIR || (mode & S_IFMT) == S_IFLNK) return Errno(EINVAL);
   P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode,
                       parent.dentry->inode()->Mknod(name, mode, rdev, uid, gid));
-  parent.dentry->AddChild(name, inode, mode & S_IFMT);
-  return p9::Ok();
+  return VirtualDentry{parent.mount, parent.dentry->AddChild(name, inode, mode & S_IFMT)};
 }
 
-Result<void> Vfs::Symlink(const VirtualDentry& cwd, std::string_view target,
-                          std::string_view linkpath, uint32_t uid, uint32_t gid) {
+Result<VirtualDentry> Vfs::Symlink(const VirtualDentry& cwd, std::string_view target,
+                                   std::string_view linkpath, uint32_t uid, uint32_t gid) {
   if (target.empty()) return Errno(ENOENT);
   P9_ASSIGN_OR_RETURN(auto pn, ns_->ResolveParent(cwd, linkpath));
   auto& [parent, name] = pn;
@@ -124,8 +122,7 @@ Result<void> Vfs::Symlink(const VirtualDentry& cwd, std::string_view target,
   P9_RETURN_IF_ERROR(Writable(parent));
   P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode,
                       parent.dentry->inode()->Symlink(name, std::string(target), uid, gid));
-  parent.dentry->AddChild(name, inode, S_IFLNK);
-  return p9::Ok();
+  return VirtualDentry{parent.mount, parent.dentry->AddChild(name, inode, S_IFLNK)};
 }
 
 Result<std::string> Vfs::Readlink(const VirtualDentry& cwd, std::string_view path) {
@@ -143,18 +140,19 @@ Result<void> Vfs::Link(const VirtualDentry& cwd, std::string_view oldpath,
   P9_ASSIGN_OR_RETURN(VirtualDentry old, ns_->Resolve(cwd, oldpath, false));
   if (old.dentry->is_dir()) return Errno(EPERM);
   P9_ASSIGN_OR_RETURN(auto pn, ns_->ResolveParent(cwd, newpath));
-  return LinkAt(old, pn.first, pn.second);
+  P9_RETURN_IF_ERROR(LinkAt(old, pn.first, pn.second));
+  return p9::Ok();
 }
 
-Result<void> Vfs::LinkAt(const VirtualDentry& old, const VirtualDentry& parent,
+Result<VirtualDentry> Vfs::LinkAt(const VirtualDentry& old, const VirtualDentry& parent,
                          const std::string& name) {
   if (old.dentry->is_dir()) return Errno(EPERM);
   P9_RETURN_IF_ERROR(CreatableName(name));
   if (parent.mount != old.mount) return Errno(EXDEV);
   P9_RETURN_IF_ERROR(Writable(parent));
   P9_RETURN_IF_ERROR(parent.dentry->inode()->Link(name, *old.dentry->inode()));
-  parent.dentry->AddChild(name, old.dentry->inode(), old.dentry->type());
-  return p9::Ok();
+  return VirtualDentry{parent.mount,
+                       parent.dentry->AddChild(name, old.dentry->inode(), old.dentry->type())};
 }
 
 Result<void> Vfs::Rename(const VirtualDentry& cwd, std::string_view oldpath,

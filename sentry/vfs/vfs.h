@@ -36,12 +36,16 @@ class Vfs {
   Result<std::unique_ptr<FileHandle>> Open(const VirtualDentry& cwd, std::string_view path,
                                            int flags, uint32_t mode = 0644, uint32_t uid = 0,
                                            uint32_t gid = 0);
-  Result<void> Mkdir(const VirtualDentry& cwd, std::string_view path, uint32_t mode,
-                     uint32_t uid = 0, uint32_t gid = 0);
-  Result<void> Mknod(const VirtualDentry& cwd, std::string_view path, uint32_t mode,
-                     uint64_t rdev, uint32_t uid = 0, uint32_t gid = 0);
-  Result<void> Symlink(const VirtualDentry& cwd, std::string_view target,
-                       std::string_view linkpath, uint32_t uid = 0, uint32_t gid = 0);
+  // Mkdir, Mknod and Symlink return the new dentry. A dentry lives only while someone holds
+  // it (the parent keeps a weak reference), so a caller that answers with the new file (the
+  // FUSE server's entry reply) must use this one: resolving the name again would look the
+  // file up afresh and lose what the file system knows of a file it just made.
+  Result<VirtualDentry> Mkdir(const VirtualDentry& cwd, std::string_view path, uint32_t mode,
+                              uint32_t uid = 0, uint32_t gid = 0);
+  Result<VirtualDentry> Mknod(const VirtualDentry& cwd, std::string_view path, uint32_t mode,
+                              uint64_t rdev, uint32_t uid = 0, uint32_t gid = 0);
+  Result<VirtualDentry> Symlink(const VirtualDentry& cwd, std::string_view target,
+                                std::string_view linkpath, uint32_t uid = 0, uint32_t gid = 0);
   Result<std::string> Readlink(const VirtualDentry& cwd, std::string_view path);
   Result<void> Link(const VirtualDentry& cwd, std::string_view oldpath, std::string_view newpath);
   Result<void> Rename(const VirtualDentry& cwd, std::string_view oldpath,
@@ -68,8 +72,9 @@ class Vfs {
   Result<void> SetAttrAt(const VirtualDentry& vd, const SetAttrRequest& req);
   Result<std::string> ReadlinkAt(const VirtualDentry& vd);
   Result<FsStat> StatFsAt(const VirtualDentry& vd);
-  Result<void> LinkAt(const VirtualDentry& old, const VirtualDentry& newparent,
-                      const std::string& newname);
+  // Returns the new name's dentry (see Mkdir).
+  Result<VirtualDentry> LinkAt(const VirtualDentry& old, const VirtualDentry& newparent,
+                               const std::string& newname);
   Result<void> RenameAt(const VirtualDentry& oldparent, const std::string& oldname,
                         const VirtualDentry& newparent, const std::string& newname);
   Result<std::string> GetXattrAt(const VirtualDentry& vd, const std::string& name);
