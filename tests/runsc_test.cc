@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -182,13 +183,19 @@ class RunscTest : public ::testing::Test {
     fs::create_symlink("../hello.txt", in_ / "sub" / "link");
     fs::create_hard_link(in_ / "hello.txt", in_ / "hard.txt");
     chmod((in_ / "sub" / "deeper" / "z").c_str(), 0751);
+    for (const auto& e : fs::directory_iterator("/tmp")) {
+      tmp_before_.insert(e.path().filename().string());
+    }
   }
   void TearDown() override {
     std::error_code ec;
     fs::remove_all(dir_, ec);
-    // No mount point left by any launcher of this test.
+    // No mount point left by any launcher of this test. (Only new entries count: a launcher
+    // killed outside the tests may have left one under a pid that was reused since.)
     for (const auto& e : fs::directory_iterator("/tmp")) {
-      EXPECT_THAT(e.path().filename().string(), Not(HasSubstr("runsc.do-" + std::to_string(last_pid_))));
+      std::string name = e.path().filename().string();
+      if (tmp_before_.contains(name)) continue;
+      EXPECT_THAT(name, Not(HasSubstr("runsc.do-" + std::to_string(last_pid_))));
     }
   }
 
@@ -214,6 +221,7 @@ class RunscTest : public ::testing::Test {
 
   fs::path dir_, in_, out_;
   pid_t last_pid_ = 0;
+  std::set<std::string> tmp_before_;  // /tmp entries before the test.
 };
 
 TEST_F(RunscTest, ShellWritesTmpAndListsABindMount) {

@@ -153,13 +153,29 @@ class GoferInode : public Inode {
     std::lock_guard l(mu_);
     attr_.reset();
   }
-  // A change in this directory: forget its cached listing and the negative entry for `name`.
-  void Changed(const std::string& name) {
+  // Before a change of entry `name` in this directory: forgets the cached listing, what is
+  // known of `name`, and the directory's attributes, which it returns for Touched().
+  std::optional<Attr> Changed(const std::string& name) {
     std::lock_guard l(mu_);
+    std::optional<Attr> before = std::move(attr_);
     attr_.reset();
     listing_.reset();
     negative_.erase(name);
     if (names_) uncertain_.insert(name);
+    return before;
+  }
+  // After that change succeeded: the attributes it had, moved as a local file system moves
+  // a directory's (mtime and ctime to now; nlink by `subdirs` where it counts subdirectories),
+  // so the next stat (the kernel asks after every create) needs no round trip. The size of a
+  // directory is file-system specific and stays as it was. A failed change skips this: the
+  // attributes stay forgotten and are asked for next time.
+  void Touched(std::optional<Attr> before, int subdirs = 0) {
+    if (!before || !shared_->CachesAttrs()) return;
+    clock_gettime(CLOCK_REALTIME, &before->mtime);
+    before->ctime = before->mtime;
+    if (before->nlink >= 2) before->nlink += subdirs;  // btrfs & co. keep directories at 1.
+    std::lock_guard l(mu_);
+    if (!attr_) attr_ = std::move(before);
   }
   // A file written through this sandbox: its times move now (size comes from the pages).
   void Wrote() {
@@ -403,13 +419,14 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Mknod(const std::string& name, uint32_t mode, uint64_t rdev,
                                        uint32_t uid, uint32_t gid) override {
     (void)uid;
-    Changed(name);
+    auto before = Changed(name);
     if ((mode & S_IFMT) == S_IFREG) {
       P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
       P9_RETURN_IF_ERROR(clone.Create(name, p9::open_flags::kRdOnly, mode & 07777, gid));
     } else {
       P9_RETURN_IF_ERROR(fid_.Mknod(name, mode, major(rdev), minor(rdev), gid));
     }
+    Touched(std::move(before));
     return Created(name);
   }
 
@@ -418,11 +435,12 @@ class GoferInode : public Inode {
   Result<CreatedFile> Create(const std::string& name, uint32_t mode, int flags, uint32_t uid,
                              uint32_t gid) override {
     (void)uid;
-    Changed(name);
+    auto before = Changed(name);
     uint32_t f = static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(O_CLOEXEC | O_NOCTTY);
     if (shared_->CachesAttrs()) f = PageCacheBackendFlags(f);
     P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
     P9_RETURN_IF_ERROR(clone.Create(name, f, mode & 07777, gid));
+    Touched(std::move(before));
     P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode, Created(name));
     auto child = std::static_pointer_cast<GoferInode>(inode);
     std::shared_ptr<PageCache> pc;
@@ -436,8 +454,9 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Mkdir(const std::string& name, uint32_t mode, uint32_t uid,
                                        uint32_t gid) override {
     (void)uid;
-    Changed(name);
+    auto before = Changed(name);
     P9_RETURN_IF_ERROR(fid_.Mkdir(name, mode, gid));
+    Touched(std::move(before), +1);
     P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> dir, Created(name));
     static_cast<GoferInode&>(*dir).KnownEmpty();
     return dir;
@@ -446,28 +465,34 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Symlink(const std::string& name, const std::string& target,
                                          uint32_t uid, uint32_t gid) override {
     (void)uid;
-    Changed(name);
+    auto before = Changed(name);
     P9_RETURN_IF_ERROR(fid_.Symlink(name, target, gid));
+    Touched(std::move(before));
     return Created(name);
   }
 
   Result<void> Link(const std::string& name, Inode& target) override {
     auto* t = dynamic_cast<GoferInode*>(&target);
     if (t == nullptr || t->shared_ != shared_) return Errno(EXDEV);
-    Changed(name);
+    auto before = Changed(name);
     t->InvalidateAttrs();
-    return fid_.Link(t->fid_, name);
+    P9_RETURN_IF_ERROR(fid_.Link(t->fid_, name));
+    Touched(std::move(before));
+    return p9::Ok();
   }
 
   Result<void> Unlink(const std::string& name, bool dir) override {
-    Changed(name);
+    auto before = Changed(name);
     auto r = fid_.UnlinkAt(name, dir ? p9::kAtRemoveDir : 0);
-    if (r.has_value() || r.error() != Errno(EOPNOTSUPP)) return r;
-    // Servers without Tunlinkat (diod): walk and Tremove, as Linux does.
-    P9_ASSIGN_OR_RETURN(ClientFile f, fid_.Walk({name}));
-    P9_ASSIGN_OR_RETURN(p9::Rgetattr a, f.GetAttr(p9::getattr::kMode));
-    if (dir != S_ISDIR(a.mode)) return Errno(dir ? ENOTDIR : EISDIR);
-    return f.Remove();
+    if (!r.has_value() && r.error() == Errno(EOPNOTSUPP)) {
+      // Servers without Tunlinkat (diod): walk and Tremove, as Linux does.
+      P9_ASSIGN_OR_RETURN(ClientFile f, fid_.Walk({name}));
+      P9_ASSIGN_OR_RETURN(p9::Rgetattr a, f.GetAttr(p9::getattr::kMode));
+      if (dir != S_ISDIR(a.mode)) return Errno(dir ? ENOTDIR : EISDIR);
+      r = f.Remove();
+    }
+    if (r.has_value()) Touched(std::move(before), dir ? -1 : 0);
+    return r;
   }
 
   Result<void> Rename(const std::string& oldname, Inode& newdir,
