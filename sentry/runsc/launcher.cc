@@ -208,7 +208,8 @@ int Launch(const p9fs::OciSpec& spec, const p9fs::RuntimeConfig& config,
   std::optional<Clock::time_point> term_at, kill_at;
   auto reap = [&] {
     int st;
-    if (!sandbox_status && waitpid(sandbox, &st, WNOHANG) == sandbox) sandbox_status = st;
+    // The gofer first: when it dies, the sandbox's file access fails and the sandbox may be
+    // gone by the time we look; both found dead at once still means the gofer failed first.
     if (gofer > 0 && !gofer_status && waitpid(gofer, &st, WNOHANG) == gofer) {
       gofer_status = st;
       // Exit 0 is the gofer seeing every connection closed: the sandbox is on its way out.
@@ -220,6 +221,7 @@ int Launch(const p9fs::OciSpec& spec, const p9fs::RuntimeConfig& config,
         if (!term_at) term_at = Clock::now() + std::chrono::milliseconds(o.gofer_grace_ms);
       }
     }
+    if (!sandbox_status && waitpid(sandbox, &st, WNOHANG) == sandbox) sandbox_status = st;
   };
   while (!sandbox_status) {
     timespec tick{0, 100 * 1000 * 1000};
