@@ -147,10 +147,15 @@ struct Peer {
 
 std::string g_gofer;
 
+// How long a waiting side polls before sleeping in the "-spin" peers (both client and gofer).
+constexpr int kSpinUs = 50;
+
 // Negotiates a session on `sock` and attaches to the bench tree.
-std::unique_ptr<Peer> Attach(std::unique_ptr<Peer> peer, p9::UniqueFd sock, uint32_t msize) {
+std::unique_ptr<Peer> Attach(std::unique_ptr<Peer> peer, p9::UniqueFd sock, uint32_t msize,
+                             bool spin) {
   auto c = p9::Client::Create(std::move(sock), msize);
   if (!c.has_value()) return nullptr;
+  if (spin) (*c)->set_spin(std::chrono::microseconds(kSpinUs));
   peer->client = std::move(*c);
   auto r = p9::ClientFile::Attach(*peer->client, g_dir.string());
   if (!r.has_value()) return nullptr;
@@ -158,8 +163,9 @@ std::unique_ptr<Peer> Attach(std::unique_ptr<Peer> peer, p9::UniqueFd sock, uint
   return peer;
 }
 
-// cpu >= 0: the gofer (every thread) runs on that CPU only.
-std::unique_ptr<Peer> StartOurs(uint32_t msize, int cpu = -1) {
+// cpu >= 0: the gofer (every thread) runs on that CPU only. spin: the gofer and our client
+// poll before sleeping (--spin_us, Client::set_spin).
+std::unique_ptr<Peer> StartOurs(uint32_t msize, int cpu, bool spin) {
   auto peer = std::make_unique<Peer>();
   int sv[2];
   socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
@@ -170,15 +176,17 @@ std::unique_ptr<Peer> StartOurs(uint32_t msize, int cpu = -1) {
     if (cpu >= 0) Pin(cpu);
     close(sv[0]);
     std::string fds = "--io-fds=" + std::to_string(sv[1]);
+    std::string spin_us = "--spin_us=" + std::to_string(spin ? kSpinUs : 0);
     execl(g_gofer.c_str(), g_gofer.c_str(), ("--config=" + cfg).c_str(), fds.c_str(),
-          "--max_msize=4194304", "--minloglevel=2", static_cast<char*>(nullptr));
+          "--max_msize=4194304", "--minloglevel=2", spin_us.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   close(sv[1]);
-  return Attach(std::move(peer), p9::UniqueFd(sv[0]), msize);
+  return Attach(std::move(peer), p9::UniqueFd(sv[0]), msize, spin);
 }
 
-std::unique_ptr<Peer> StartDiod() {
+// spin: our client polls before sleeping (diod itself has no such option).
+std::unique_ptr<Peer> StartDiod(bool spin) {
   if (access(kDiod, X_OK) != 0) return nullptr;
   auto peer = std::make_unique<Peer>();
   std::string sock = (g_dir.parent_path() / (g_dir.filename().string() + ".diod.sock")).string();
@@ -194,7 +202,7 @@ std::unique_ptr<Peer> StartDiod() {
   }
   for (int i = 0; i < 200; ++i) {
     auto s = p9::ConnectUnix(sock);
-    if (s.has_value()) return Attach(std::move(peer), std::move(*s), 4u << 20);
+    if (s.has_value()) return Attach(std::move(peer), std::move(*s), 4u << 20, spin);
     usleep(20000);
   }
   return nullptr;
@@ -205,10 +213,11 @@ Peer* GetPeer(const std::string& kind, uint32_t msize) {
   static std::map<std::pair<std::string, uint32_t>, std::unique_ptr<Peer>> peers;
   auto& p = peers[{kind, msize}];
   if (!p) {
-    if (kind == "diod") p = StartDiod();
-    else if (kind == "ours-cpu0") p = StartOurs(msize, 0);
-    else if (kind == "ours-cpu1") p = StartOurs(msize, 1);
-    else p = StartOurs(msize);
+    // kind: "ours" or "diod", then "-spin" (poll before sleeping), then "-cpuN" (gofer pinned).
+    bool spin = kind.find("-spin") != std::string::npos;
+    int cpu = -1;
+    if (auto at = kind.find("-cpu"); at != std::string::npos) cpu = std::stoi(kind.substr(at + 4));
+    p = kind.starts_with("diod") ? StartDiod(spin) : StartOurs(msize, cpu, spin);
   }
   return p.get();
 }
@@ -272,9 +281,9 @@ void BM_Getattr(benchmark::State& state, std::string kind) {
 
 // Tgetattr with the client on CPU 0 and the gofer pinned to CPU 0 (arg 0) or CPU 1 (arg 1):
 // the same placements as floor/socketpair_rtt64.
-void BM_GetattrPinned(benchmark::State& state) {
+void BM_GetattrPinned(benchmark::State& state, std::string base) {
   bool cross = state.range(0) != 0;
-  std::string kind = cross ? "ours-cpu1" : "ours-cpu0";
+  std::string kind = base + (cross ? "-cpu1" : "-cpu0");
   PEER_OR_SKIP(kind, 1u << 20);
   auto f = peer->root.Walk({"small"});
   if (!f.has_value()) return state.SkipWithError("walk");
@@ -447,9 +456,15 @@ int main(int argc, char** argv) {
     if (kind == "ours") {
       sizes(benchmark::RegisterBenchmark("9p/ours/donated_read", BM_DonatedRead, kind), true);
     }
+  }
+  // Latency and concurrency, each server also with polling before sleeping ("-spin": our
+  // client, and for ours the gofer too).
+  for (std::string kind : {"ours", "ours-spin", "diod", "diod-spin"}) {
+    const bool ours = kind.starts_with("ours");
     benchmark::RegisterBenchmark(("9p/" + kind + "/getattr").c_str(), BM_Getattr, kind);
-    if (kind == "ours") {
-      benchmark::RegisterBenchmark("9p/ours/getattr_pinned", BM_GetattrPinned)->Arg(0)->Arg(1);
+    if (ours) {
+      benchmark::RegisterBenchmark(("9p/" + kind + "/getattr_pinned").c_str(), BM_GetattrPinned,
+                                   kind)->Arg(0)->Arg(1);
     }
     benchmark::RegisterBenchmark(("9p/" + kind + "/walk").c_str(), BM_Walk, kind)->Arg(1)->Arg(8);
     if (kind == "ours") {
@@ -459,8 +474,10 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("9p/" + kind + "/open_clunk").c_str(), BM_OpenClunk, kind);
     benchmark::RegisterBenchmark(("9p/" + kind + "/concurrent_getattr").c_str(), BM_ConcurrentGetattr, kind)
         ->Threads(1)->Threads(2)->Threads(8)->Threads(32)->UseRealTime();
-    benchmark::RegisterBenchmark(("9p/" + kind + "/rss_10k_fids").c_str(), BM_RssWith10kFids, kind)
-        ->Iterations(1);
+    if (!kind.ends_with("-spin")) {
+      benchmark::RegisterBenchmark(("9p/" + kind + "/rss_10k_fids").c_str(), BM_RssWith10kFids, kind)
+          ->Iterations(1);
+    }
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

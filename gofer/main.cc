@@ -33,7 +33,10 @@ DEFINE_string(io_fds, "", "Comma-separated inherited socket fds, one per mount, 
 DEFINE_string(root, "", "With --listen: the directory to serve");
 DEFINE_bool(read_only, false, "With --listen: refuse every mutation with EROFS");
 DEFINE_string(listen, "", "unix:PATH or tcp:HOST:PORT: serve --root to external clients");
-DEFINE_int32(threads, 0, "Server threads (0: one per CPU)");
+DEFINE_int32(threads, 0, "Threads per connection, at most (0: 16)");
+DEFINE_uint32(spin_us, 50,
+              "Poll for the next request this many microseconds before sleeping (0..1000; 0: "
+              "never). Cheaper than being woken when requests come in quick succession.");
 DEFINE_uint32(max_msize, p9::kMaxMsize, "Largest msize the gofer accepts");
 DEFINE_uint64(max_fids, 1u << 20, "Fids per connection");
 DEFINE_uint64(max_inflight, 1024, "Requests in flight per connection");
@@ -96,9 +99,11 @@ int Main() {
   p9::ServerOptions opts{.max_msize = FLAGS_max_msize,
                          .threads = static_cast<size_t>(FLAGS_threads),
                          .max_fids = FLAGS_max_fids,
-                         .max_inflight = FLAGS_max_inflight};
+                         .max_inflight = FLAGS_max_inflight,
+                         .spin = std::chrono::microseconds(FLAGS_spin_us)};
   if (opts.max_inflight == 0 || opts.max_inflight > 65535) Die("--max-inflight: 1..65535");
   if (opts.max_msize < p9::kMinMsize) Die("--max-msize below 4096");
+  if (FLAGS_spin_us > 1000) Die("--spin_us: 0..1000");
   auto qids = std::make_shared<QidMap>();
 
   if (!FLAGS_listen.empty()) {

@@ -87,6 +87,11 @@ class Client {
   // so a burst of clunks can never fill both socket buffers and stall the connection.
   void ClunkAsync(Fid fid);
 
+  // A caller waiting for its reply polls the socket for up to `spin` before sleeping in the
+  // kernel (FrameReader::set_spin): a reply within it costs no wake-up. Call before the
+  // Client is shared between threads.
+  void set_spin(std::chrono::nanoseconds spin) { reader_.set_spin(spin); }
+
   // Fid numbers: unused ones, reusing released numbers first.
   Fid NewFid();
   void ReleaseFid(Fid fid);

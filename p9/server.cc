@@ -105,6 +105,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         attacher_(attacher),
         sock_(std::move(fd)),
         reader_(sock_.get(), kMinMsize) {
+    reader_.set_spin(state_->options.spin);
     std::lock_guard l(state_->mu);
     ++state_->live_connections;
   }

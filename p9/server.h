@@ -51,6 +51,9 @@ struct ServerOptions {
   size_t max_fids = 1u << 20;      // Per connection.
   size_t max_inflight = 1024;      // Per connection; must be <= 65535.
   bool allow_fd_donation = true;   // Offer the extension version (fd donation).
+  // A connection's reading thread polls for the next request this long before sleeping in
+  // the kernel (FrameReader::set_spin); 0: sleeps at once.
+  std::chrono::nanoseconds spin{0};
 };
 
 class Connection;

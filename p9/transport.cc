@@ -2,6 +2,7 @@
 
 #include <endian.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -79,6 +80,10 @@ Result<void> SendFrame(int fd, const OutFrame& frame, std::span<const int> fds) 
 FrameReader::FrameReader(int fd, uint32_t msize) : fd_(fd), msize_(msize) {}
 
 Result<size_t> FrameReader::Recv(char* dst, size_t n, bool block) {
+  // Spinning: non-blocking tries until the deadline, then a blocking read.
+  bool spinning = block && spin_.count() > 0;
+  std::chrono::steady_clock::time_point until;
+  if (spinning) until = std::chrono::steady_clock::now() + spin_;
   for (;;) {
     iovec iov{dst, n};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
@@ -87,9 +92,19 @@ Result<size_t> FrameReader::Recv(char* dst, size_t n, bool block) {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t r = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
+    const bool wait = block && !spinning;
+    ssize_t r = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT));
     if (r < 0) {
       if (errno == EINTR) continue;
+      if (spinning && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        // sched_yield lets a peer on this same CPU run (and answer) instead of us spinning.
+        if (std::chrono::steady_clock::now() >= until) {
+          spinning = false;
+        } else {
+          sched_yield();
+        }
+        continue;
+      }
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         if (!block) return size_t{0};
         P9_RETURN_IF_ERROR(WaitFor(fd_, POLLIN));

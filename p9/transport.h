@@ -12,6 +12,7 @@
 #ifndef P9_TRANSPORT_H_
 #define P9_TRANSPORT_H_
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -53,6 +54,13 @@ class FrameReader {
  public:
   // Does not own `fd`.
   explicit FrameReader(int fd, uint32_t msize = kDefaultMsize);
+
+  // Before a blocking read waits in the kernel, poll for up to `spin` without blocking,
+  // yielding the CPU between tries. A reply or request that comes within it then costs no
+  // wake-up: on these VMs an idle vCPU halts and waking it goes through the host (tens of
+  // microseconds, DESIGN.md), while the peer typically answers in ten. Zero (the default):
+  // block at once.
+  void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }
 
   // Changes the frame size limit (after version negotiation).
   void set_msize(uint32_t msize) { msize_ = msize; }
@@ -111,6 +119,7 @@ class FrameReader {
 
   int fd_;
   uint32_t msize_;
+  std::chrono::nanoseconds spin_{0};
   std::vector<char> buf_;
   size_t rpos_ = 0;
   size_t wpos_ = 0;

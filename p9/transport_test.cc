@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,6 +56,45 @@ TEST(TransportTest, FrameRoundTripOnSocketpair) {
   EXPECT_EQ(f->header.type, static_cast<uint8_t>(MsgType::kTclunk));
   EXPECT_EQ(DecodeBody<Tclunk>(f->body_view())->fid, 42u);
   EXPECT_TRUE(f->fds.empty());
+}
+
+// Voluntary context switches of the calling thread: each sleep in the kernel is one.
+long VoluntarySwitches() {
+  rusage u;
+  CHECK_EQ(getrusage(RUSAGE_THREAD, &u), 0);
+  return u.ru_nvcsw;
+}
+
+// With a spin window, a frame that comes within it is read without the reader ever sleeping;
+// one that comes after it is still read (by a blocking wait), as without spinning.
+TEST(TransportTest, SpinningReadsWithoutSleepingAndFallsBackToBlocking) {
+  auto [a, b] = Pair();
+  FrameReader r(b.get());
+  auto late_send = [&, fd = a.get()](int ms, Tag tag) {
+    return std::thread([=] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      CHECK(SendFrame(fd, EncodeFrame(tag, Tclunk{1})).has_value());
+    });
+  };
+  r.set_spin(std::chrono::seconds(5));
+  std::thread t = late_send(50, 1);
+  long before = VoluntarySwitches();
+  auto f = r.Read();
+  long slept = VoluntarySwitches() - before;
+  t.join();
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->header.tag, 1);
+  EXPECT_EQ(slept, 0) << "the reader slept although the frame came within its spin";
+
+  r.set_spin(std::chrono::milliseconds(1));
+  t = late_send(100, 2);
+  before = VoluntarySwitches();
+  f = r.Read();
+  slept = VoluntarySwitches() - before;
+  t.join();
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->header.tag, 2);
+  EXPECT_GE(slept, 1) << "past the spin the reader waits in the kernel";
 }
 
 TEST(TransportTest, FrameLargerThanTheSocketBufferWithShortWrites) {

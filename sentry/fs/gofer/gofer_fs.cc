@@ -661,6 +661,7 @@ Result<std::shared_ptr<GoferFs>> GoferFs::Create(p9::UniqueFd sock,
   auto shared = std::make_shared<Shared>();
   shared->cache = opts.cache;
   P9_ASSIGN_OR_RETURN(shared->client, p9::Client::Create(std::move(sock), opts.msize));
+  shared->client->set_spin(std::chrono::microseconds(opts.spin_us));
   P9_ASSIGN_OR_RETURN(ClientFile root, ClientFile::Attach(*shared->client, opts.aname));
   P9_ASSIGN_OR_RETURN(p9::Rgetattr a, root.GetAttr(p9::getattr::kBasic));
   auto fs = std::shared_ptr<GoferFs>(new GoferFs());

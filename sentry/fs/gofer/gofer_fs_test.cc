@@ -512,6 +512,10 @@ TEST(GoferMountOptionsTest, ParsesRunscOptionsAndRejectsBadOnes) {
   auto d = ParseGoferMountOptions("trans=fd,rfdno=5,wfdno=5", &err);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->cache, CachePolicy::kFscache) << "the default policy";
+  EXPECT_EQ(d->spin_us, 50u) << "polls for replies by default";
+  auto s = ParseGoferMountOptions("trans=fd,rfdno=5,wfdno=5,spin_us=0", &err);
+  ASSERT_TRUE(s.has_value()) << err;
+  EXPECT_EQ(s->spin_us, 0u);
   struct Bad {
     const char* data;
     const char* msg;
@@ -524,7 +528,9 @@ TEST(GoferMountOptionsTest, ParsesRunscOptionsAndRejectsBadOnes) {
                                  {"trans=fd,rfdno=1,wfdno=1,cache=weird", "unknown cache policy"},
                                  {"trans=fd,rfdno=1,wfdno=1,bogus=1", "unknown option 'bogus'"},
                                  {"trans=fd,rfdno=1,wfdno=1,noval", "has no value"},
-                                 {"trans=fd,rfdno=1,wfdno=1,msize=12", "bad msize"}}) {
+                                 {"trans=fd,rfdno=1,wfdno=1,msize=12", "bad msize"},
+                                 {"trans=fd,rfdno=1,wfdno=1,spin_us=1001", "bad spin_us"},
+                                 {"trans=fd,rfdno=1,wfdno=1,spin_us=-1", "bad spin_us"}}) {
     err.clear();
     EXPECT_EQ(Err(ParseGoferMountOptions(b.data, &err)), Errno(EINVAL)) << b.data;
     EXPECT_NE(err.find(b.msg), std::string::npos) << b.data << " -> " << err;

@@ -60,6 +60,9 @@ p9::Result<GoferMountOptions> ParseGoferMountOptions(const std::string& data,
     } else if (k == "msize") {
       if (!ParseUint(v, 16u << 20, &n) || n < 4096) return fail("bad msize '" + v + "'");
       o.msize = static_cast<uint32_t>(n);
+    } else if (k == "spin_us") {
+      if (!ParseUint(v, 1000, &n)) return fail("bad spin_us '" + v + "' (0..1000)");
+      o.spin_us = static_cast<uint32_t>(n);
     } else {
       return fail("unknown option '" + k + "'");
     }
