@@ -1,6 +1,7 @@
 #include "sentry/fuse/fuse_server.h"
 
 #include <fuse3/fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "glog/logging.h"
+#include "sentry/fuse/session_loop.h"
 
 namespace sentry::fuse {
 
@@ -174,6 +176,15 @@ struct FuseServer::Impl {
   std::condition_variable evict_cv;
   bool evict_stop = false;  // Guarded by evict_mu.
   std::thread evictor;
+  // Lives as long as the session; Run() on FuseServer::loop_.
+  std::unique_ptr<SessionLoop> loop;
+
+  // Requests whose handler may wait for long, so the loop hands reading on first: fsync
+  // waits for the host's disk. (FIFOs and devices never reach us: the kernel serves special
+  // files itself; locks are the kernel's too, as we register no lock handlers.)
+  static bool MayBlock(uint32_t opcode) {
+    return opcode == FUSE_FSYNC || opcode == FUSE_FSYNCDIR;
+  }
 
   void EvictLoop() {
     for (;;) {
@@ -729,11 +740,11 @@ void FuseServer::Start() {
   if (started_) return;
   started_ = true;
   impl_->evictor = std::thread([impl = impl_.get()] { impl->EvictLoop(); });
+  impl_->loop = std::make_unique<SessionLoop>(
+      impl_->se, SessionLoop::Options{.spin = impl_->options.spin},
+      [](uint32_t opcode, uint64_t) { return Impl::MayBlock(opcode); });
   loop_ = std::thread([this] {
-    fuse_loop_config cfg{};
-    cfg.clone_fd = 0;
-    cfg.max_idle_threads = 16;
-    int rc = fuse_session_loop_mt(impl_->se, &cfg);
+    int rc = impl_->loop->Run();
     if (rc != 0) VLOG(1) << "fuse: loop ended with " << rc;
     std::lock_guard l(done_mu_);
     done_ = true;

@@ -17,12 +17,14 @@
 // Errors keep the VFS errno, except that a dead gofer connection (ECONNRESET, EPIPE,
 // ENOTCONN) is reported as EIO, as the kernel's own 9p client does.
 //
-// Threads: the session loop runs on libfuse's worker pool; every handler may run
+// Threads: the session loop (session_loop.h) serves requests on a leader/follower set of
+// threads, handing reading on before a request that may block; every handler may run
 // concurrently. mu_ guards the node table and ino_mu_ the st_ino map; neither is held while
 // calling the VFS. A directory handle's snapshot is guarded by its own mutex.
 #ifndef SENTRY_FUSE_FUSE_SERVER_H_
 #define SENTRY_FUSE_FUSE_SERVER_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -51,6 +53,8 @@ struct FuseOptions {
   std::string fsname = "sentry";
   // libfuse's trace of every request, on stderr.
   bool debug = false;
+  // How long the thread reading /dev/fuse polls before sleeping (SessionLoop).
+  std::chrono::microseconds spin = std::chrono::microseconds(50);
 };
 
 class FuseServer {
@@ -63,7 +67,7 @@ class FuseServer {
                                                        std::string* error);
   ~FuseServer();  // Stop(), then frees the session.
 
-  // Serves requests on libfuse's worker threads; returns at once.
+  // Serves requests on the session loop's threads; returns at once.
   void Start();
   // Unmounts (lazily: the kernel tears the connection down once no process uses the mount)
   // and waits up to `timeout_ms` for the loop to end. False if it did not end in time (the

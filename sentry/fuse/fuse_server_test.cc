@@ -13,8 +13,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -320,6 +323,95 @@ TEST_P(FuseServerTest, MadeDirectoryKnowsItsNames) {
   std::ofstream(M("made/ours")) << "y";
   EXPECT_EQ(Slurp(M("made/ours")), "y");
   EXPECT_EQ(Slurp(host_ / "made" / "ours"), "y");
+}
+
+// A file system with one file whose fsync waits until the test opens a gate.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  int waiting = 0;
+};
+class GatedFile : public vfs::OpenFile {
+ public:
+  explicit GatedFile(std::shared_ptr<Gate> g) : g_(std::move(g)) {}
+  p9::Result<size_t> ReadAt(std::span<char>, uint64_t) override { return size_t{0}; }
+  p9::Result<size_t> WriteAt(std::span<const char> s, uint64_t) override { return s.size(); }
+  p9::Result<void> Fsync() override {
+    std::unique_lock l(g_->mu);
+    ++g_->waiting;
+    g_->cv.notify_all();
+    g_->cv.wait(l, [&] { return g_->open; });
+    return p9::Ok();
+  }
+
+ private:
+  std::shared_ptr<Gate> g_;
+};
+class GatedInode : public vfs::Inode {
+ public:
+  GatedInode(std::shared_ptr<Gate> g, bool dir) : g_(std::move(g)), dir_(dir) {}
+  p9::Result<vfs::Attr> GetAttr() override {
+    vfs::Attr a;
+    a.ino = dir_ ? 1 : 2;
+    a.mode = dir_ ? (S_IFDIR | 0755) : (S_IFREG | 0644);
+    return a;
+  }
+  p9::Result<void> SetAttr(const vfs::SetAttrRequest&) override { return p9::Errno(EPERM); }
+  p9::Result<std::unique_ptr<vfs::OpenFile>> Open(int) override {
+    if (dir_) return p9::Errno(EISDIR);
+    return std::unique_ptr<vfs::OpenFile>(new GatedFile(g_));
+  }
+  p9::Result<std::shared_ptr<vfs::Inode>> Lookup(const std::string& name) override {
+    if (!dir_) return p9::Errno(ENOTDIR);
+    if (name != "f") return p9::Errno(ENOENT);
+    return std::shared_ptr<vfs::Inode>(std::make_shared<GatedInode>(g_, false));
+  }
+
+ private:
+  std::shared_ptr<Gate> g_;
+  bool dir_;
+};
+class GatedFs : public vfs::Filesystem {
+ public:
+  explicit GatedFs(std::shared_ptr<Gate> g) : root_(std::make_shared<GatedInode>(g, true)) {}
+  std::string type() const override { return "gated"; }
+  std::shared_ptr<vfs::Inode> root() override { return root_; }
+
+ private:
+  std::shared_ptr<vfs::Inode> root_;
+};
+
+// An fsync stuck in its handler does not stop the other requests: the session loop hands
+// reading /dev/fuse to another thread before serving it.
+TEST_P(FuseServerTest, StuckFsyncDoesNotStallOtherRequests) {
+  auto gate = std::make_shared<Gate>();
+  hfs::create_directories(host_ / "g");
+  ASSERT_TRUE(vfs_->MountAt("/g", std::make_shared<GatedFs>(gate), {}, "none").has_value());
+  int fd = open(M("g/f").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  auto syncing = std::async(std::launch::async, [fd] { return fsync(fd); });
+  {
+    std::unique_lock l(gate->mu);
+    ASSERT_TRUE(gate->cv.wait_for(l, std::chrono::seconds(10), [&] { return gate->waiting > 0; }));
+  }
+  auto others = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 20; ++i) {
+      if (Slurp(M("hello")) != "hello host") return false;
+      std::ofstream(M("sub/f" + std::to_string(i))) << i;
+    }
+    return true;
+  });
+  bool served = others.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  {
+    std::lock_guard l(gate->mu);
+    gate->open = true;
+  }
+  gate->cv.notify_all();
+  EXPECT_TRUE(served) << "requests waited for the stuck fsync";
+  EXPECT_TRUE(others.get());
+  EXPECT_EQ(syncing.get(), 0);
+  close(fd);
 }
 
 TEST_P(FuseServerTest, ForgottenNodesAreFreed) {

@@ -1,0 +1,123 @@
+#include "sentry/fuse/session_loop.h"
+
+#include <fcntl.h>
+#include <fuse3/fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <sched.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+#include <thread>
+
+#include "glog/logging.h"
+
+namespace sentry::fuse {
+
+SessionLoop::SessionLoop(fuse_session* se, Options options, MayBlock may_block)
+    : se_(se), options_(options), may_block_(std::move(may_block)) {}
+
+int SessionLoop::Run() {
+  fd_ = fuse_session_fd(se_);
+  // Non-blocking, so a read while polling returns EAGAIN; sleeping is poll(2)'s job. (Replies
+  // are writes to the same fd; /dev/fuse never blocks a write.)
+  int fl = fcntl(fd_, F_GETFL);
+  if (fl < 0 || fcntl(fd_, F_SETFL, fl | O_NONBLOCK) != 0) return -errno;
+  {
+    std::lock_guard l(mu_);
+    ++threads_;
+  }
+  Worker();
+  std::unique_lock l(mu_);
+  done_cv_.wait(l, [&] { return threads_ == 0; });
+  return error_;
+}
+
+void SessionLoop::Worker() {
+  fuse_buf buf{};  // This thread's request buffer, allocated by libfuse at the first read.
+  for (;;) {
+    {
+      std::unique_lock l(mu_);
+      ++idle_;
+      cv_.wait(l, [&] { return ended_ || !leader_taken_; });
+      --idle_;
+      if (ended_) break;
+      leader_taken_ = true;
+    }
+    Lead(buf);
+  }
+  free(buf.mem);
+  std::lock_guard l(mu_);
+  if (--threads_ == 0) done_cv_.notify_all();
+}
+
+void SessionLoop::Lead(fuse_buf& buf) {
+  for (;;) {
+    int n = Receive(buf);
+    if (n <= 0 || fuse_session_exited(se_)) {
+      End(n < 0 ? n : 0);
+      return;
+    }
+    fuse_buf req = buf;
+    req.size = static_cast<size_t>(n);
+    bool block = false;
+    if (static_cast<size_t>(n) >= sizeof(fuse_in_header)) {
+      fuse_in_header h;
+      std::memcpy(&h, buf.mem, sizeof(h));
+      block = may_block_(h.opcode, h.nodeid);
+    }
+    if (block && PassLead()) {
+      fuse_session_process_buf(se_, &req);
+      return;
+    }
+    fuse_session_process_buf(se_, &req);
+  }
+}
+
+int SessionLoop::Receive(fuse_buf& buf) {
+  auto until = std::chrono::steady_clock::now() + options_.spin;
+  for (;;) {
+    int n = fuse_session_receive_buf(se_, &buf);
+    if (n == -EINTR) continue;
+    if (n != -EAGAIN) return n;
+    if (std::chrono::steady_clock::now() < until) {
+      sched_yield();  // Lets the workload (or the gofer) run if it shares our CPU.
+      continue;
+    }
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, -1) < 0 && errno != EINTR) return -errno;
+    // Readable, or the connection is gone (POLLERR): the next read tells which.
+  }
+}
+
+bool SessionLoop::PassLead() {
+  std::lock_guard l(mu_);
+  if (ended_) return false;
+  if (idle_ > 0) {
+    leader_taken_ = false;
+    cv_.notify_one();
+    return true;
+  }
+  if (threads_ >= options_.max_threads) return false;
+  try {
+    std::thread([this] { Worker(); }).detach();
+  } catch (const std::system_error& e) {
+    LOG(WARNING) << "fuse: cannot start a worker: " << e.what();
+    return false;
+  }
+  ++threads_;
+  leader_taken_ = false;
+  return true;
+}
+
+void SessionLoop::End(int error) {
+  std::lock_guard l(mu_);
+  if (!ended_ && error < 0) error_ = error;
+  ended_ = true;
+  leader_taken_ = false;
+  cv_.notify_all();
+}
+
+}  // namespace sentry::fuse

@@ -1,0 +1,77 @@
+// The loop that reads and serves a libfuse low-level session's requests, in place of
+// fuse_session_loop_mt.
+//
+// Why: with libfuse's loop every request wakes a worker sleeping in read(2) on /dev/fuse, and
+// on these VMs a wake-up costs more than serving most requests (DESIGN.md). A workload's
+// requests come in quick succession (tar: lookup, create, write, setattr, ... each a few
+// microseconds after the last reply), so here the thread that reads /dev/fuse polls it for a
+// short while (non-blocking reads, yielding the CPU between tries) before it sleeps in
+// poll(2): a request within that window is picked up with no wake-up.
+//
+// Threads (leader/follower, as p9::Server): one thread at a time, the leader, reads
+// /dev/fuse and serves what it reads itself. Before serving a request that may wait for long
+// (`may_block`: a lock wait, fsync, I/O of a FIFO or device) it hands reading to an idle
+// follower, or to a new thread (at most Options::max_threads), so such a request never stops
+// the others. At the thread limit the leader serves it itself, as libfuse's loop does.
+#ifndef SENTRY_FUSE_SESSION_LOOP_H_
+#define SENTRY_FUSE_SESSION_LOOP_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+
+struct fuse_buf;
+struct fuse_session;
+
+namespace sentry::fuse {
+
+class SessionLoop {
+ public:
+  struct Options {
+    std::chrono::nanoseconds spin = std::chrono::microseconds(50);  // 0: sleep at once.
+    size_t max_threads = 16;
+  };
+  // True when serving the request (`opcode`, on node `nodeid`) may wait for long.
+  using MayBlock = std::function<bool(uint32_t opcode, uint64_t nodeid)>;
+
+  // `se` must outlive Run().
+  SessionLoop(fuse_session* se, Options options, MayBlock may_block);
+  SessionLoop(const SessionLoop&) = delete;
+  SessionLoop& operator=(const SessionLoop&) = delete;
+
+  // Serves until the session ends (the kernel ends the connection, or fuse_session_exit()
+  // and the next request). The calling thread is the first worker; returns once every
+  // worker has ended. Returns 0, or a negative errno if reading /dev/fuse failed.
+  int Run();
+
+ private:
+  void Worker();
+  // Reads and serves as the leader. Returns after handing reading on (having served one
+  // request that may block), or when the session ended.
+  void Lead(::fuse_buf& buf);
+  // The next request into `buf`: its size, 0 at the end of the session, or -errno.
+  int Receive(::fuse_buf& buf);
+  // Gives the reader role to an idle follower or a new thread; false at the limit.
+  bool PassLead();
+  void End(int error);
+
+  fuse_session* const se_;
+  const Options options_;
+  const MayBlock may_block_;
+  int fd_ = -1;
+
+  std::mutex mu_;
+  std::condition_variable cv_;       // Signalled when the reader role is free, and at the end.
+  std::condition_variable done_cv_;  // Signalled when threads_ drops to 0.
+  bool leader_taken_ = false;   // Guarded by mu_.
+  size_t idle_ = 0;             // Guarded by mu_. Workers waiting to lead.
+  size_t threads_ = 0;          // Guarded by mu_. Workers alive (Run's caller included).
+  bool ended_ = false;          // Guarded by mu_.
+  int error_ = 0;               // Guarded by mu_. The first read error.
+};
+
+}  // namespace sentry::fuse
+
+#endif  // SENTRY_FUSE_SESSION_LOOP_H_
