@@ -121,6 +121,25 @@ class ServerTest : public ::testing::Test {
     EXPECT_EQ(state_->live, 0) << "backend files leaked";
   }
   Errno Err(const auto& r) { return r.has_value() ? Errno(0) : r.error(); }
+  // Version, attach fid 1, open "slow" as fid 2, close the gate: reads of fid 2 then block
+  // in the backend until OpenGate().
+  void OpenSlowWithGateClosed() {
+    conn_->Version();
+    conn_->Attach(1);
+    ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
+    ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
+    state_->CloseGate();
+  }
+  // The tags of the next n replies (an empty set if one does not come).
+  std::set<Tag> NextTags(int n) {
+    std::set<Tag> tags;
+    for (int i = 0; i < n; ++i) {
+      auto f = conn_->Next();
+      if (!f.has_value()) return {};
+      tags.insert(f->header.tag);
+    }
+    return tags;
+  }
 
   std::shared_ptr<FakeState> state_ = std::make_shared<FakeState>();
   FakeAttacher attacher_{state_};
@@ -293,11 +312,7 @@ TEST_F(ServerTest, UnknownOrReplyTypeIsENOSYS) {
 }
 
 TEST_F(ServerTest, FlushIsAnsweredAfterTheFlushedReply) {
-  conn_->Version();
-  conn_->Attach(1);
-  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
-  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
-  state_->CloseGate();
+  ASSERT_NO_FATAL_FAILURE(OpenSlowWithGateClosed());
   conn_->Send(10, Tread{2, 0, 5});
   ASSERT_TRUE(state_->WaitReading(1));
   conn_->Send(11, Tflush{10});
@@ -319,11 +334,7 @@ TEST_F(ServerTest, FlushOfIdleTagIsAnsweredAtOnce) {
 }
 
 TEST_F(ServerTest, TagReusedInFlightClosesConnection) {
-  conn_->Version();
-  conn_->Attach(1);
-  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
-  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
-  state_->CloseGate();
+  ASSERT_NO_FATAL_FAILURE(OpenSlowWithGateClosed());
   conn_->Send(10, Tread{2, 0, 5});
   ASSERT_TRUE(state_->WaitReading(1));
   conn_->Send(10, Tgetattr{1});
@@ -336,11 +347,7 @@ TEST_F(ServerTest, TagReusedInFlightClosesConnection) {
 
 TEST_F(ServerTest, InflightLimitAppliesBackpressure) {
   MakeServer({.max_inflight = 2});
-  conn_->Version();
-  conn_->Attach(1);
-  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
-  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
-  state_->CloseGate();
+  ASSERT_NO_FATAL_FAILURE(OpenSlowWithGateClosed());
   for (Tag t = 10; t < 15; ++t) conn_->Send(t, Tread{2, 0, 5});
   ASSERT_TRUE(state_->WaitReading(2));
   EXPECT_TRUE(conn_->Quiet(100));
@@ -349,13 +356,7 @@ TEST_F(ServerTest, InflightLimitAppliesBackpressure) {
     EXPECT_EQ(state_->reading, 2) << "more than max_inflight requests reached the backend";
   }
   state_->OpenGate();
-  std::set<Tag> tags;
-  for (int i = 0; i < 5; ++i) {
-    auto f = conn_->Next();
-    ASSERT_TRUE(f.has_value()) << "got " << ::testing::PrintToString(tags);
-    tags.insert(f->header.tag);
-  }
-  EXPECT_EQ(tags, (std::set<Tag>{10, 11, 12, 13, 14}));
+  EXPECT_EQ(NextTags(5), (std::set<Tag>{10, 11, 12, 13, 14}));
   EXPECT_LE(state_->max_reading, 2);
 }
 
@@ -534,11 +535,7 @@ TEST_F(ServerTest, ManyPipelinedRequestsAllAnswered) {
 }
 
 TEST_F(ServerTest, SlowRequestsDoNotStallTheConnection) {
-  conn_->Version();
-  conn_->Attach(1);
-  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
-  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
-  state_->CloseGate();
+  ASSERT_NO_FATAL_FAILURE(OpenSlowWithGateClosed());
   // Three reads block in the backend at once: each was handed to its own thread.
   for (Tag t = 10; t < 13; ++t) conn_->Send(t, Tread{2, 0, 5});
   ASSERT_TRUE(state_->WaitReading(3));
@@ -548,22 +545,12 @@ TEST_F(ServerTest, SlowRequestsDoNotStallTheConnection) {
     ASSERT_TRUE(r.has_value()) << r.error();
   }
   state_->OpenGate();
-  std::set<Tag> tags;
-  for (int i = 0; i < 3; ++i) {
-    auto f = conn_->Next();
-    ASSERT_TRUE(f.has_value());
-    tags.insert(f->header.tag);
-  }
-  EXPECT_EQ(tags, (std::set<Tag>{10, 11, 12}));
+  EXPECT_EQ(NextTags(3), (std::set<Tag>{10, 11, 12}));
 }
 
 TEST_F(ServerTest, AtTheThreadLimitTheReaderServesSlowRequestsItself) {
   MakeServer({.threads = 1});
-  conn_->Version();
-  conn_->Attach(1);
-  ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"slow"}}).has_value());
-  ASSERT_TRUE(conn_->Call(Tlopen{2, open_flags::kRdOnly}).has_value());
-  state_->CloseGate();
+  ASSERT_NO_FATAL_FAILURE(OpenSlowWithGateClosed());
   conn_->Send(10, Tread{2, 0, 5});
   ASSERT_TRUE(state_->WaitReading(1));
   conn_->Send(11, Tgetattr{1, getattr::kBasic});
