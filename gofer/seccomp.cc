@@ -22,9 +22,9 @@ constexpr const char* kAllowed[] = {
     // listener it already has (--listen). No socket(), connect() or bind().
     "recvmsg", "sendmsg", "recvfrom", "sendto", "shutdown", "accept4", "getsockopt",
     "setsockopt", "getsockname", "getpeername",
-    // Waiting: Asio's reactor, condition variables, sleeps.
-    "epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "ppoll", "futex", "eventfd2",
-    "timerfd_settime", "sched_yield", "nanosleep", "clock_nanosleep", "pipe2",
+    // Waiting: blocking reads, poll (listener, a full socket), condition variables, the
+    // yield of a polling reader, sleeps.
+    "poll", "ppoll", "futex", "sched_yield", "nanosleep", "clock_nanosleep",
     // Memory and threads.
     "mmap", "munmap", "mprotect", "madvise", "mremap", "brk", "clone", "clone3",
     "set_robust_list", "rseq", "exit", "exit_group", "rt_sigreturn", "rt_sigprocmask",
