@@ -168,9 +168,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     for (;;) {
       {
         std::unique_lock l(lf_mu_);
-        ++idle_;
         lf_cv_.wait(l, [&] { return closing_ || !leader_taken_; });
-        --idle_;
         if (closing_) {
           --threads_;
           return;
@@ -210,6 +208,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (MayBlock(frame) && PassLead()) {
         FlushOut();
         Handle(frame);
+        std::lock_guard l(lf_mu_);
+        --busy_;
         return;
       }
       // Served inline. Replies are queued while more frames wait in the buffer.
@@ -257,21 +257,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return file && file->MayBlock();
   }
 
-  // Hands the reader role to an idle follower, or to a new thread. False (the caller stays
-  // leader and serves inline) when the connection is at its thread limit or closing.
+  // Hands the reader role on and counts the caller busy. A thread that is not busy and not
+  // the leader is idle or about to be (it has just finished a request of its own): it takes
+  // the role as soon as it waits. Without one, a new thread takes it. False (the caller stays
+  // leader and serves inline) when every other thread is busy and the connection is at its
+  // thread limit, or when closing.
   bool PassLead() {
     std::lock_guard l(lf_mu_);
     if (closing_) return false;
-    if (idle_ > 0) {
-      leader_taken_ = false;
-      lf_cv_.notify_one();
-      return true;
+    if (threads_ - 1 - busy_ == 0) {
+      if (threads_ >= max_threads() || !SpawnLocked()) return false;
     }
-    if (threads_ >= max_threads()) return false;
     leader_taken_ = false;
-    if (SpawnLocked()) return true;
-    leader_taken_ = true;
-    return false;
+    ++busy_;
+    lf_cv_.notify_one();
+    return true;
   }
 
   size_t max_threads() const {
@@ -871,8 +871,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::mutex lf_mu_;
   std::condition_variable lf_cv_;  // Signalled when the reader role is free or at closing.
   bool leader_taken_ = false;      // Guarded by lf_mu_. Some thread holds the reader role.
-  size_t idle_ = 0;                // Guarded by lf_mu_. Threads waiting to lead.
   size_t threads_ = 0;             // Guarded by lf_mu_. Threads of this connection.
+  size_t busy_ = 0;                // Guarded by lf_mu_. Serving a request handed off by PassLead.
   bool closing_ = false;           // Guarded by lf_mu_.
 
   std::mutex send_mu_;     // Serializes frames on the socket.

@@ -40,9 +40,7 @@ void SessionLoop::Worker() {
   for (;;) {
     {
       std::unique_lock l(mu_);
-      ++idle_;
       cv_.wait(l, [&] { return ended_ || !leader_taken_; });
-      --idle_;
       if (ended_) break;
       leader_taken_ = true;
     }
@@ -70,6 +68,8 @@ void SessionLoop::Lead(fuse_buf& buf) {
     }
     if (block && PassLead()) {
       fuse_session_process_buf(se_, &req);
+      std::lock_guard l(mu_);
+      --busy_;
       return;
     }
     fuse_session_process_buf(se_, &req);
@@ -95,20 +95,21 @@ int SessionLoop::Receive(fuse_buf& buf) {
 bool SessionLoop::PassLead() {
   std::lock_guard l(mu_);
   if (ended_) return false;
-  if (idle_ > 0) {
-    leader_taken_ = false;
-    cv_.notify_one();
-    return true;
+  // A worker neither leading nor busy is idle or about to be (just done with a request of
+  // its own): it takes the role as soon as it waits. Without one, a new worker takes it.
+  if (threads_ - 1 - busy_ == 0) {
+    if (threads_ >= options_.max_threads) return false;
+    try {
+      std::thread([this] { Worker(); }).detach();
+    } catch (const std::system_error& e) {
+      LOG(WARNING) << "fuse: cannot start a worker: " << e.what();
+      return false;
+    }
+    ++threads_;
   }
-  if (threads_ >= options_.max_threads) return false;
-  try {
-    std::thread([this] { Worker(); }).detach();
-  } catch (const std::system_error& e) {
-    LOG(WARNING) << "fuse: cannot start a worker: " << e.what();
-    return false;
-  }
-  ++threads_;
   leader_taken_ = false;
+  ++busy_;
+  cv_.notify_one();
   return true;
 }
 

@@ -53,7 +53,8 @@ class SessionLoop {
   void Lead(::fuse_buf& buf);
   // The next request into `buf`: its size, 0 at the end of the session, or -errno.
   int Receive(::fuse_buf& buf);
-  // Gives the reader role to an idle follower or a new thread; false at the limit.
+  // Gives the reader role to a worker that is not busy, or a new one, and counts the caller
+  // busy; false when every other worker is busy and there are max_threads.
   bool PassLead();
   void End(int error);
 
@@ -66,8 +67,8 @@ class SessionLoop {
   std::condition_variable cv_;       // Signalled when the reader role is free, and at the end.
   std::condition_variable done_cv_;  // Signalled when threads_ drops to 0.
   bool leader_taken_ = false;   // Guarded by mu_.
-  size_t idle_ = 0;             // Guarded by mu_. Workers waiting to lead.
   size_t threads_ = 0;          // Guarded by mu_. Workers alive (Run's caller included).
+  size_t busy_ = 0;             // Guarded by mu_. Serving a request handed off by PassLead.
   bool ended_ = false;          // Guarded by mu_.
   int error_ = 0;               // Guarded by mu_. The first read error.
 };
