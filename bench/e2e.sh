@@ -7,7 +7,8 @@
 #   proot    ptrace path translation
 #   bindfs   a plain FUSE passthrough of the same directories
 # Workloads: find over /usr; tar extract of a 10,000-file archive into a rw directory;
-# sequential read of a 1 GiB file; 4 KiB random reads (fio, psync, 5 s).
+# sequential read of a 1 GiB file; 4 KiB random reads (fio, psync, 5 s). Each cell is the
+# median of three runs.
 #   bench/e2e.sh BINDIR [RESULTS.md]    BINDIR holds runsc, gofer and sandbox (bazel-bin tree)
 set -euo pipefail
 bin=${1:?usage: bench/e2e.sh BAZEL_BIN [OUT.md]}
@@ -77,7 +78,9 @@ run() {  # runner workload -> prints "seconds" (or IOPS for fio)
     run native "$w" >/dev/null 2>&1 || true  # Warm caches: no runner pays for the first touch.
     line="| $w"
     for r in "${runners[@]}"; do
-      res[$r]=$(run "$r" "$w" 2>/dev/null || echo fail)
+      # The median of three runs: single runs on this shared VM vary by 10-40%.
+      res[$r]=$(for i in 1 2 3; do run "$r" "$w" 2>/dev/null || echo fail; echo; done |
+                grep -v '^$' | sort -g | sed -n 2p)
       line+=" | ${res[$r]}"
     done
     ratio=$(echo "${res[runsc]} / ${res[native]}" | bc -l 2>/dev/null | xargs printf '%.2f' 2>/dev/null || echo -)
@@ -85,4 +88,5 @@ run() {  # runner workload -> prints "seconds" (or IOPS for fio)
   done
   echo
   echo "Seconds (lower is better), except fio_randread_4k: read IOPS (higher is better)."
+  echo "Each cell: the median of three runs."
 } | tee "$out"
