@@ -225,6 +225,10 @@ void Client::Send(const OutFrame& f) {
 
 Result<Tag> Client::AllocTag(bool wait) {
   std::unique_lock l(mu_);
+  return AllocTagLocked(l, wait);
+}
+
+Result<Tag> Client::AllocTagLocked(std::unique_lock<std::mutex>& l, bool wait) {
   for (;;) {
     if (broken_.value() != 0) return broken_;
     if (!free_tags_.empty()) {
@@ -264,13 +268,7 @@ void Client::SendFlush(CallState& c) {
 
 Result<void> Client::Register(CallState& c) {
   std::unique_lock l(mu_);
-  for (;;) {
-    if (broken_.value() != 0) return broken_;
-    if (!free_tags_.empty()) break;
-    tags_cv_.wait(l);
-  }
-  c.tag = free_tags_.back();
-  free_tags_.pop_back();
+  P9_ASSIGN_OR_RETURN(c.tag, AllocTagLocked(l, /*wait=*/true));
   pending_[c.tag] = Pending{&c, false};
   return Ok();
 }

@@ -147,6 +147,8 @@ class Client {
   Result<void> CheckReply(const CallState& c, MsgType want);
 
   Result<Tag> AllocTag(bool wait);
+  // REQUIRES: `l` holds mu_ (released while waiting for a free tag).
+  Result<Tag> AllocTagLocked(std::unique_lock<std::mutex>& l, bool wait);
   void FreeTagLocked(Tag t);
   void SendFlush(CallState& c);
   // Takes the reader role for one frame (ReadOne without mu_), breaking the connection on a

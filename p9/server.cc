@@ -4,10 +4,13 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <optional>
+#include <set>
+#include <string>
 #include <system_error>
-#include <deque>
-#include <map>
 #include <unordered_map>
 
 #include "glog/logging.h"
@@ -212,12 +215,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
         --busy_;
         return;
       }
-      // Served inline. Replies are queued while more frames wait in the buffer.
-      Connection* was = tls_batching;
-      tls_batching = reader_.HasFrame() ? this : nullptr;
-      Handle(frame);
-      tls_batching = was;
+      InlineBatched([&] { Handle(frame); });
     }
+  }
+
+  // Runs `serve` on the leader; the replies it sends are queued (see Send) while more
+  // complete frames wait in the buffer, so a burst's replies leave in one sendmsg.
+  template <typename F>
+  void InlineBatched(F&& serve) {
+    Connection* was = tls_batching;
+    tls_batching = reader_.HasFrame() ? this : nullptr;
+    serve();
+    tls_batching = was;
   }
 
   // Requests that may keep the thread serving them for long: fsync, locks, truncation,
@@ -413,10 +422,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
     }
     // oldtag was answered (its reply may still be queued; ours queues behind it) or unknown.
-    Connection* was = tls_batching;
-    tls_batching = reader_.HasFrame() ? this : nullptr;
-    Send(tag, Rflush{});
-    tls_batching = was;
+    InlineBatched([&] { Send(tag, Rflush{}); });
   }
 
   void HandleVersion(const InFrame& frame) {

@@ -27,14 +27,10 @@
 #ifndef P9_SERVER_H_
 #define P9_SERVER_H_
 
-#include <atomic>
-#include <condition_variable>
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <thread>
 #include <vector>
 

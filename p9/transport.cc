@@ -1,6 +1,5 @@
 #include "p9/transport.h"
 
-#include <endian.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -221,9 +220,7 @@ Result<InFrame> FrameReader::Read() {
 bool FrameReader::HasFrame() const {
   if (body_remaining_ != 0 || partial_) return false;
   if (buffered() < kHeaderSize) return false;
-  uint32_t size;
-  std::memcpy(&size, buf_.data() + rpos_, sizeof(size));
-  size = le32toh(size);
+  const uint32_t size = LoadU32(buf_.data() + rpos_);
   return size <= kHeaderSize || size > msize_ || buffered() >= size;
 }
 
