@@ -742,7 +742,7 @@ void FuseServer::Start() {
   impl_->evictor = std::thread([impl = impl_.get()] { impl->EvictLoop(); });
   impl_->loop = std::make_unique<SessionLoop>(
       impl_->se, SessionLoop::Options{.spin = impl_->options.spin},
-      [](uint32_t opcode, uint64_t) { return Impl::MayBlock(opcode); });
+      &Impl::MayBlock);
   loop_ = std::thread([this] {
     int rc = impl_->loop->Run();
     if (rc != 0) VLOG(1) << "fuse: loop ended with " << rc;

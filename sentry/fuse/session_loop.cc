@@ -64,7 +64,7 @@ void SessionLoop::Lead(fuse_buf& buf) {
     if (static_cast<size_t>(n) >= sizeof(fuse_in_header)) {
       fuse_in_header h;
       std::memcpy(&h, buf.mem, sizeof(h));
-      block = may_block_(h.opcode, h.nodeid);
+      block = may_block_(h.opcode);
     }
     if (block && PassLead()) {
       fuse_session_process_buf(se_, &req);

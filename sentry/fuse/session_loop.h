@@ -33,8 +33,8 @@ class SessionLoop {
     std::chrono::nanoseconds spin = std::chrono::microseconds(50);  // 0: sleep at once.
     size_t max_threads = 16;
   };
-  // True when serving the request (`opcode`, on node `nodeid`) may wait for long.
-  using MayBlock = std::function<bool(uint32_t opcode, uint64_t nodeid)>;
+  // True when serving a request with `opcode` may wait for long.
+  using MayBlock = std::function<bool(uint32_t opcode)>;
 
   // `se` must outlive Run().
   SessionLoop(fuse_session* se, Options options, MayBlock may_block);
