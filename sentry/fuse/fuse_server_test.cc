@@ -91,10 +91,14 @@ class FuseServerTest : public ::testing::TestWithParam<CachePolicy> {
     fuse_->Start();
   }
   void TearDown() override {
-    if (fuse_) EXPECT_TRUE(fuse_->Stop());
+    if (fuse_) {
+      EXPECT_TRUE(fuse_->Stop());
+    }
     fuse_.reset();
     vfs_.reset();
-    if (server_) EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+    if (server_) {
+      EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+    }
     server_.reset();
     hfs::remove_all(host_);
     rmdir(mnt_.c_str());

@@ -206,15 +206,21 @@ int Launch(const p9fs::OciSpec& spec, const p9fs::RuntimeConfig& config,
   bool gofer_failed = false;
   int exit_signal = 0;
   std::optional<Clock::time_point> term_at, kill_at;
+  // Exit 0 is the gofer seeing every connection closed: the sandbox is on its way out. Any
+  // other end before we kill it ourselves is a gofer failure, whenever we notice it: the
+  // kernel closes a dying gofer's sockets before its parent can reap it, so the sandbox may
+  // see EIO and exit first.
+  auto GoferFailed = [&](int st) {
+    bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    return !clean && exit_signal == 0 && !gofer_failed;
+  };
   auto reap = [&] {
     int st;
     // The gofer first: when it dies, the sandbox's file access fails and the sandbox may be
     // gone by the time we look; both found dead at once still means the gofer failed first.
     if (gofer > 0 && !gofer_status && waitpid(gofer, &st, WNOHANG) == gofer) {
       gofer_status = st;
-      // Exit 0 is the gofer seeing every connection closed: the sandbox is on its way out.
-      bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-      if (!clean && !sandbox_status && exit_signal == 0 && !gofer_failed) {
+      if (GoferFailed(st)) {
         gofer_failed = true;
         Error("the gofer " + DescribeStatus(st) +
               " while the sandbox was running: file access now fails with EIO");
@@ -254,6 +260,10 @@ int Launch(const p9fs::OciSpec& spec, const p9fs::RuntimeConfig& config,
     while (Clock::now() < deadline) {
       if (waitpid(gofer, &st, WNOHANG) == gofer) {
         gofer_status = st;
+        if (GoferFailed(st)) {
+          gofer_failed = true;
+          Error("the gofer " + DescribeStatus(st) + ": file access failed with EIO");
+        }
         break;
       }
       usleep(10 * 1000);

@@ -458,7 +458,9 @@ TEST_P(GoferFsTest, FsxThroughTheSentryMatchesAModel) {
       case 5: {  // Size as stat sees it.
         auto a = vfs_->Stat(root_, name);
         ASSERT_EQ(a.has_value(), exists) << op;
-        if (exists) ASSERT_EQ(a->size, model[name].size()) << "op " << op << " " << name;
+        if (exists) {
+          ASSERT_EQ(a->size, model[name].size()) << "op " << op << " " << name;
+        }
         break;
       }
       case 6:  // Close one handle (write-back of what it held).

@@ -91,7 +91,9 @@ class OverlayTest : public ::testing::Test {
     std::set<std::string> out;
     if (!ents.has_value()) return {std::string("<") + ents.error().name() + ">"};
     for (auto& e : *ents) {
-      if (e.name != "." && e.name != "..") EXPECT_TRUE(out.insert(e.name).second) << "dup " << e.name;
+      if (e.name != "." && e.name != "..") {
+        EXPECT_TRUE(out.insert(e.name).second) << "dup " << e.name;
+      }
     }
     return out;
   }
