@@ -23,6 +23,12 @@ using vfs::VirtualDentry;
 
 namespace {
 
+// A directory's entries in cookie order: "." (cookie 1), ".." (2), then by name hash.
+struct Listing {
+  std::vector<vfs::DirEntry> entries;
+  std::vector<uint64_t> cookies;  // cookies[i]: where a reader resumes after entries[i].
+};
+
 // One kernel node id.
 struct Node {
   VirtualDentry vd;
@@ -31,6 +37,13 @@ struct Node {
   fuse_ino_t parent = 0;   // Guarded by Impl::mu.
   std::string name;        // Guarded by Impl::mu.
   uint64_t last_used = 0;  // Guarded by Impl::mu. A tick of Impl::clock.
+  // The listing readers of this directory continue in, when read without a handle (the
+  // kernel sends no OPENDIR: see Impl::stateless_dirs). Offsets given to the kernel name
+  // positions by name hash, not in one listing (see DirCookie), so any listing serves any
+  // reader: a new one replaces it at each read from offset 0, and the one read to its end
+  // is dropped. Guarded by list_mu.
+  std::mutex list_mu;
+  std::shared_ptr<const Listing> listing;
 };
 
 // What fi->fh points to.
@@ -262,6 +275,42 @@ struct FuseServer::Impl {
     return st;
   }
 
+  // Set at INIT: the kernel can open directories without us (FUSE_NO_OPENDIR_SUPPORT) and
+  // FuseOptions::stateless_dirs asks for it. Written before any other request is served.
+  bool stateless_dirs = false;
+
+  // Every entry of an open directory, "." and ".." first, st_ino mapped. readdir(3) hides
+  // entries with d_ino 0, so both dot entries carry a real number ("..": the directory's
+  // own, where the parent may be another mount's; only find -noleaf style tools look, and
+  // they stat anyway).
+  Result<std::vector<vfs::DirEntry>> List(vfs::FileHandle& h) {
+    std::vector<vfs::DirEntry> all;
+    all.resize(2);
+    uint64_t cookie = 0;
+    for (;;) {
+      auto ents = h.file->Readdir(cookie);
+      if (!ents.has_value()) return ents.error();
+      if (ents->empty()) break;
+      cookie = ents->back().offset;
+      for (auto& e : *ents) {
+        if (e.name == "." || e.name == "..") continue;
+        all.push_back(std::move(e));
+      }
+    }
+    const VirtualDentry& at = h.at;
+    for (size_t i = 2; i < all.size(); ++i) all[i].ino = MapIno(at.mount->id, all[i].ino, false);
+    uint64_t self = FUSE_ROOT_ID;
+    if (auto a = vfs->StatAt(at); a.has_value()) self = ToStat(at, *a).st_ino;
+    all[0] = vfs::DirEntry{".", self, 4, 0};
+    all[1] = vfs::DirEntry{"..", self, 4, 0};
+    return all;
+  }
+  Result<std::vector<vfs::DirEntry>> List(const VirtualDentry& dir) {
+    auto h = vfs->OpenAt(dir, O_RDONLY | O_DIRECTORY);
+    if (!h.has_value()) return h.error();
+    return List(**h);
+  }
+
   double Timeout(const VirtualDentry& vd) const {
     return vd.dentry->inode()->CacheLookups() ? options.cache_timeout : 0.0;
   }
@@ -322,6 +371,17 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  // Without OPENDIR the kernel also keeps each listing in its page cache (FOPEN_CACHE_DIR,
+  // FOPEN_KEEP_CACHE), dropped only when it changes the directory itself or sees a new
+  // mtime. Right where every change goes through us; a file system that revalidates
+  // (changes made on the host) needs a fresh listing at each open, so one such mount keeps
+  // OPENDIR for the whole connection. The namespace is complete before the mount.
+  bool all_cache = true;
+  for (const auto& m : impl->vfs->ns().AllMounts()) {
+    if (!m->root->inode()->CacheLookups()) all_cache = false;
+  }
+  impl->stateless_dirs = impl->options.stateless_dirs && all_cache &&
+                         (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -530,6 +590,12 @@ void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Impl& impl = Impl::Of(req);
+  if (impl.stateless_dirs) {
+    // The kernel then opens directories itself (fh 0, no RELEASEDIR) from now on; it has
+    // already checked permissions (default_permissions).
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   NODE_OR_REPLY(n, ino);
   auto h = impl.vfs->OpenAt(n->vd, O_RDONLY | O_DIRECTORY);
   if (!h.has_value()) return Err(req, h.error());
@@ -539,54 +605,121 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fuse_reply_open(req, fi) != 0) impl.DropHandle(hd);
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+// A READDIR reply of at most `size` bytes with entries[from...]: the bytes and the index of
+// the first entry left out. The kernel resumes at an entry's offset, offset(i + 1) for the
+// entry at i.
+template <typename OffsetFn>
+std::pair<std::vector<char>, size_t> FillDirents(fuse_req_t req, size_t size,
+                                                 const std::vector<vfs::DirEntry>& entries,
+                                                 size_t from, OffsetFn offset) {
+  std::vector<char> buf(size);
+  size_t used = 0;
+  size_t i = std::min(from, entries.size());
+  for (; i < entries.size(); ++i) {
+    const vfs::DirEntry& e = entries[i];
+    struct stat st{};
+    st.st_ino = e.ino;
+    st.st_mode = static_cast<mode_t>(e.type) << 12;
+    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
+                                    offset(i + 1));
+    if (need > size - used) break;
+    used += need;
+  }
+  buf.resize(used);
+  return {std::move(buf), i};
+}
+
+// Offsets of handle-less listings. An entry's cookie (its d_off: where reading resumes
+// after it) is a hash of its name, the entries are listed in hash order, and reading from
+// cookie c continues with the first name hashing above c. That holds in every listing of
+// the directory, so a reader continues correctly in a newer one: each name present
+// throughout is seen exactly once, whatever others do meanwhile (interleaved readers, the
+// kernel's cached copy dropped part-way, seekdir), as with ext4's hash cookies. 0 is the
+// start, 1 and 2 follow "." and "..", kDirEnd follows the last entry. Names whose hashes
+// collide get consecutive cookies (63 bits: never seen in practice).
+constexpr uint64_t kDirEnd = uint64_t{INT64_MAX};
+uint64_t DirCookie(const std::string& name) {
+  uint64_t h = std::hash<std::string>{}(name) >> 1;
+  return std::clamp<uint64_t>(h, 3, kDirEnd - 1 - 4096);
+}
+
+std::shared_ptr<const Listing> MakeListing(std::vector<vfs::DirEntry> all) {
+  auto l = std::make_shared<Listing>();
+  std::vector<std::pair<uint64_t, size_t>> order;
+  order.reserve(all.size());
+  for (size_t i = 2; i < all.size(); ++i) order.emplace_back(DirCookie(all[i].name), i);
+  std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : all[a.second].name < all[b.second].name;
+  });
+  l->entries.reserve(all.size());
+  l->cookies.reserve(all.size());
+  l->entries.push_back(std::move(all[0]));
+  l->cookies.push_back(1);
+  l->entries.push_back(std::move(all[1]));
+  l->cookies.push_back(2);
+  for (const auto& [c, i] : order) {
+    uint64_t cookie = std::max(c, l->cookies.back() + 1);
+    l->entries.push_back(std::move(all[i]));
+    l->cookies.push_back(cookie);
+  }
+  return l;
+}
+
+void ReaddirStateless(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
+  Impl& impl = Impl::Of(req);
+  NODE_OR_REPLY(n, ino);
+  const uint64_t after = static_cast<uint64_t>(off);
+  if (after >= kDirEnd) {
+    fuse_reply_buf(req, nullptr, 0);
+    return;
+  }
+  std::shared_ptr<const Listing> listing;
+  if (after != 0) {
+    std::lock_guard l(n->list_mu);
+    listing = n->listing;
+  }
+  if (!listing) {
+    auto listed = impl.List(n->vd);
+    if (!listed.has_value()) return Err(req, listed.error());
+    listing = MakeListing(std::move(*listed));
+    std::lock_guard l(n->list_mu);
+    n->listing = listing;
+  }
+  const auto& cookies = listing->cookies;
+  size_t from = static_cast<size_t>(std::upper_bound(cookies.begin(), cookies.end(), after) -
+                                    cookies.begin());
+  const size_t count = cookies.size();
+  auto [buf, next] = FillDirents(req, size, listing->entries, from, [&](size_t i) {
+    return static_cast<off_t>(i == count ? kDirEnd : cookies[i - 1]);
+  });
+  if (next == count) {  // This reader has it all: it comes back only with kDirEnd.
+    std::lock_guard l(n->list_mu);
+    if (n->listing == listing) n->listing.reset();
+  }
+  fuse_reply_buf(req, buf.data(), buf.size());
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  if (fi->fh == 0) return ReaddirStateless(req, ino, size, off);
   Impl& impl = Impl::Of(req);
   HandleUse hd(fi);
   // The reply must come after the lock is released: once the kernel has it, the directory
   // may be closed and the handle freed (RELEASEDIR) on another thread.
   std::unique_lock l(hd->mu);
   if (off == 0 || !hd->listed) {
-    std::vector<vfs::DirEntry> all;
-    uint64_t cookie = 0;
-    for (;;) {
-      auto ents = hd->h->file->Readdir(cookie);
-      if (!ents.has_value()) {
-        l.unlock();
-        return Err(req, ents.error());
-      }
-      if (ents->empty()) break;
-      cookie = ents->back().offset;
-      for (auto& e : *ents) {
-        if (e.name == "." || e.name == "..") continue;
-        all.push_back(std::move(e));
-      }
+    auto listed = impl.List(*hd->h);
+    if (!listed.has_value()) {
+      l.unlock();
+      return Err(req, listed.error());
     }
-    const VirtualDentry& at = hd->h->at;
-    for (auto& e : all) e.ino = impl.MapIno(at.mount->id, e.ino, false);
-    // "." and "..": readdir(3) hides entries with d_ino 0, so both carry a real number
-    // ("..": the directory's own where the parent is another mount's; only find -noleaf
-    // style tools look, and they stat anyway).
-    uint64_t self = FUSE_ROOT_ID;
-    if (auto a = impl.vfs->StatAt(at); a.has_value()) self = impl.ToStat(at, *a).st_ino;
-    all.insert(all.begin(), vfs::DirEntry{"..", self, 4, 0});
-    all.insert(all.begin(), vfs::DirEntry{".", self, 4, 0});
-    hd->entries = std::move(all);
+    hd->entries = std::move(*listed);
     hd->listed = true;
   }
-  std::vector<char> buf(size);
-  size_t used = 0;
-  for (size_t i = static_cast<size_t>(off); i < hd->entries.size(); ++i) {
-    const vfs::DirEntry& e = hd->entries[i];
-    struct stat st{};
-    st.st_ino = e.ino;
-    st.st_mode = static_cast<mode_t>(e.type) << 12;
-    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
-                                    static_cast<off_t>(i + 1));
-    if (need > size - used) break;
-    used += need;
-  }
+  // Offsets given to the kernel are index+1 in this handle's snapshot.
+  auto [buf, next] = FillDirents(req, size, hd->entries, static_cast<size_t>(off),
+                                 [](size_t i) { return static_cast<off_t>(i); });
   l.unlock();
-  fuse_reply_buf(req, buf.data(), used);
+  fuse_reply_buf(req, buf.data(), buf.size());
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -594,7 +727,14 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
-void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
+  if (fi->fh == 0) {  // Opened by the kernel alone (stateless_dirs).
+    Impl& impl = Impl::Of(req);
+    NODE_OR_REPLY(n, ino);
+    auto h = impl.vfs->OpenAt(n->vd, O_RDONLY | O_DIRECTORY);
+    if (!h.has_value()) return Err(req, h.error());
+    return ReplyStatus(req, (*h)->file->Fsync());
+  }
   ReplyStatus(req, HandleUse(fi)->h->file->Fsync());
 }
 

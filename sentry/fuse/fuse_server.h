@@ -20,7 +20,8 @@
 // Threads: the session loop (session_loop.h) serves requests on a leader/follower set of
 // threads, handing reading on before a request that may block; every handler may run
 // concurrently. mu_ guards the node table and ino_mu_ the st_ino map; neither is held while
-// calling the VFS. A directory handle's snapshot is guarded by its own mutex.
+// calling the VFS. A directory handle's snapshot, and a node's listings, are guarded by
+// their own mutexes.
 #ifndef SENTRY_FUSE_FUSE_SERVER_H_
 #define SENTRY_FUSE_FUSE_SERVER_H_
 
@@ -55,6 +56,11 @@ struct FuseOptions {
   bool debug = false;
   // How long the thread reading /dev/fuse polls before sleeping (SessionLoop).
   std::chrono::microseconds spin = std::chrono::microseconds(50);
+  // Directories are listed without OPENDIR/RELEASEDIR where the kernel allows it
+  // (FUSE_NO_OPENDIR_SUPPORT) and every mount caches lookups: two requests fewer for each
+  // directory a program reads, and the kernel keeps listings (a second one costs no
+  // request). Offsets are then name hashes, valid in any listing of the directory.
+  bool stateless_dirs = true;
 };
 
 class FuseServer {

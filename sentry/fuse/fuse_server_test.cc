@@ -253,6 +253,114 @@ TEST_P(FuseServerTest, ReaddirOfManyEntriesIsComplete) {
   EXPECT_EQ(seen.size(), 1000u);
 }
 
+// Every entry once per pass, from `d`'s current position to the end.
+std::vector<std::string> ReadRest(DIR* d, size_t max = SIZE_MAX) {
+  std::vector<std::string> out;
+  while (out.size() < max) {
+    dirent* e = readdir(d);
+    if (e == nullptr) break;
+    out.push_back(e->d_name);
+  }
+  return out;
+}
+
+// Listings span several READDIR replies; readers interleave, start over, seek back and
+// outnumber the listings the server keeps, and the directory changes under one (under
+// fscache the kernel opens directories without OPENDIR and the server keeps listings per
+// node, named in the offsets).
+TEST_P(FuseServerTest, InterleavedReadersAndSeeksSeeEveryEntryOnce) {
+  const std::string pad(40, 'x');
+  hfs::create_directories(host_ / "big");
+  std::set<std::string> want = {".", ".."};
+  for (int i = 0; i < 3000; ++i) {
+    std::string n = "f" + std::to_string(i) + pad;
+    std::ofstream(host_ / "big" / n);
+    want.insert(n);
+  }
+  auto as_set = [](const std::vector<std::string>& v) {
+    std::set<std::string> s(v.begin(), v.end());
+    EXPECT_EQ(s.size(), v.size()) << "duplicates";
+    return s;
+  };
+  // More readers part-way through than the server keeps listings for: the oldest are
+  // listed again and continue by position, which is exact while nothing changes.
+  {
+    std::vector<DIR*> ds;
+    std::vector<std::vector<std::string>> got;
+    for (int i = 0; i < 7; ++i) {
+      DIR* d = opendir(M("big").c_str());
+      ASSERT_NE(d, nullptr);
+      ds.push_back(d);
+      got.push_back(ReadRest(d, 100 + 10 * i));
+    }
+    for (size_t i = 0; i < ds.size(); ++i) {
+      auto rest = ReadRest(ds[i]);
+      got[i].insert(got[i].end(), rest.begin(), rest.end());
+      EXPECT_EQ(as_set(got[i]), want) << "reader " << i;
+      closedir(ds[i]);
+    }
+  }
+  // A reader part-way through stays in its listing while 50 names it has already passed go
+  // away and another reader lists the directory anew: continuing by position in the newer
+  // listing would skip 50 other names.
+  {
+    DIR* d = opendir(M("big").c_str());
+    ASSERT_NE(d, nullptr);
+    std::vector<std::string> got = ReadRest(d, 300);
+    std::set<std::string> now = want;
+    for (const auto& n : got) {
+      if (want.size() - now.size() == 50) break;
+      if (n == "." || n == "..") continue;
+      ASSERT_EQ(unlink(M("big/" + n).c_str()), 0) << n;
+      now.erase(n);
+    }
+    DIR* fresh = opendir(M("big").c_str());
+    ASSERT_NE(fresh, nullptr);
+    EXPECT_EQ(as_set(ReadRest(fresh)), now);
+    closedir(fresh);
+    auto rest = ReadRest(d);
+    got.insert(got.end(), rest.begin(), rest.end());
+    EXPECT_EQ(as_set(got), want) << "the reader that passed the names before they went";
+    closedir(d);
+    want = now;
+  }
+  // telldir/seekdir inside the listing: the same entries again.
+  {
+    DIR* d = opendir(M("big").c_str());
+    ASSERT_NE(d, nullptr);
+    ReadRest(d, 1500);
+    long pos = telldir(d);
+    std::vector<std::string> after = ReadRest(d, 700);
+    ASSERT_EQ(after.size(), 700u);
+    seekdir(d, pos);
+    EXPECT_EQ(ReadRest(d, 700), after);
+    // From another stream too (its own listing, or the kernel's copy).
+    DIR* d2 = opendir(M("big").c_str());
+    ASSERT_NE(d2, nullptr);
+    seekdir(d2, pos);
+    EXPECT_EQ(ReadRest(d2, 700), after);
+    closedir(d2);
+    closedir(d);
+  }
+  // A name made through us shows in the next listing (the kernel drops its copy).
+  std::ofstream(M("big/late"));
+  want.insert("late");
+  DIR* d = opendir(M("big").c_str());
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(as_set(ReadRest(d)), want);
+  closedir(d);
+}
+
+TEST_P(FuseServerTest, FsyncOfADirectory) {
+  for (const char* p : {"sub", "t", ""}) {
+    int fd = open(M(p).c_str(), O_RDONLY | O_DIRECTORY);
+    ASSERT_GE(fd, 0) << p;
+    EXPECT_EQ(fsync(fd), 0) << p << ": " << strerror(errno);
+    EXPECT_EQ(fdatasync(fd), 0) << p;
+    close(fd);
+  }
+}
+
 TEST_P(FuseServerTest, MountRulesHold) {
   int fd = open(M("ro/x").c_str(), O_WRONLY | O_CREAT, 0644);
   EXPECT_EQ(fd, -1);
@@ -302,6 +410,26 @@ TEST_P(FuseServerTest, HostChangesSeenWhenShared) {
   std::ofstream(host_ / "sub/born") << "new";
   if (GetParam() == CachePolicy::kRemoteRevalidating) {
     EXPECT_EQ(Slurp(M("hello")), "changed on the host");
+    // Listings too, though one of the same directory was read before the change.
+    auto names = [&] {
+      std::set<std::string> s;
+      for (const auto& e : hfs::directory_iterator(M("sub"))) s.insert(e.path().filename());
+      return s;
+    };
+    EXPECT_EQ(names(), std::set<std::string>{"born"});
+    std::ofstream(host_ / "sub/second") << "new";
+    EXPECT_EQ(names(), (std::set<std::string>{"born", "second"}));
+    hfs::remove(host_ / "sub/second");
+    EXPECT_EQ(names(), std::set<std::string>{"born"});
+    // Even where the directory's mtime says nothing changed (the kernel's own copy of a
+    // listing is trusted until the mtime moves).
+    struct stat before;
+    ASSERT_EQ(stat((host_ / "sub").c_str(), &before), 0);
+    std::ofstream(host_ / "sub/third") << "new";
+    timespec times[2] = {before.st_atim, before.st_mtim};
+    ASSERT_EQ(utimensat(AT_FDCWD, (host_ / "sub").c_str(), times, 0), 0);
+    EXPECT_EQ(names(), (std::set<std::string>{"born", "third"}));
+    hfs::remove(host_ / "sub/third");
     EXPECT_TRUE(hfs::exists(M("sub/born")));
     hfs::remove(host_ / "sub/born");
     EXPECT_FALSE(hfs::exists(M("sub/born")));
