@@ -408,6 +408,24 @@ TEST_P(GoferRwTest, ReaddirOffsetsAreStableAcrossCalls) {
     ASSERT_FALSE(ents->empty());
     EXPECT_EQ(ents->front().name, first_pass[i].second);
   }
+  // The same from a walked fid never opened (our dialect): listed by the gofer without an
+  // open file left behind, and the fid can still be opened afterwards.
+  ClientFile d3 = Walk("many");
+  auto fds = [] { return std::distance(fs::directory_iterator("/proc/self/fd"), {}); };
+  auto before = fds();
+  for (size_t i = 0; i < first_pass.size(); i += 37) {
+    auto ents = d3.Readdir(first_pass[i].first, 4096);
+    ASSERT_TRUE(ents.has_value()) << ents.error();
+    ASSERT_FALSE(ents->empty());
+    EXPECT_EQ(ents->front().name, first_pass[i].second);
+  }
+  EXPECT_EQ(fds(), before);
+  auto all = d3.ReaddirAll();
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(all->size(), 302u);
+  EXPECT_TRUE(d3.Open(of::kRdOnly).has_value());
+  // Not a directory: ENOTDIR, as from an opened fid.
+  EXPECT_EQ(Walk("file").Readdir(0, 4096).error(), Errno(ENOTDIR));
 }
 
 TEST_P(GoferRwTest, XattrsReachTheHost) {

@@ -74,6 +74,7 @@ HostFile::HostFile(std::shared_ptr<AttachPoint> ap, SharedFd fd, const struct st
     : ap_(std::move(ap)),
       fd_(std::move(fd)),
       type_(st.st_mode & S_IFMT),
+      dev_(st.st_dev),
       qid_(MakeQid(ap_->qids(), st)),
       uid_(uid),
       parent_(std::move(parent)),
@@ -301,10 +302,25 @@ Result<std::vector<p9::Dirent>> HostFile::Readdir(uint64_t offset, uint32_t coun
   int fd = open_fd();
   if (fd < 0) return Errno(EBADF);
   if (type_ != S_IFDIR) return Errno(ENOTDIR);
-  P9_ASSIGN_OR_RETURN(struct stat dst, StatFd(fd_->get()));
   std::lock_guard l(dir_mu_);
+  return ReadEntries(fd, offset, count, false);
+}
+
+Result<std::vector<p9::Dirent>> HostFile::ReaddirUnopened(uint64_t offset, uint32_t count) {
+  if (type_ != S_IFDIR) return Errno(ENOTDIR);
+  // The same inode as the O_PATH fd, with the same permission check as an open.
+  int fd = ::openat(fd_->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+  UniqueFd owned(fd);
+  return ReadEntries(fd, offset, count, true);
+}
+
+Result<std::vector<p9::Dirent>> HostFile::ReadEntries(int fd, uint64_t offset, uint32_t count,
+                                                      bool fresh) {
   // Cookies are the host's d_off values: stable across calls, as getdents64 defines them.
-  if (lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) return LastErrno();
+  if ((!fresh || offset != 0) && lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
+    return LastErrno();
+  }
   std::vector<p9::Dirent> out;
   size_t used = 0;
   alignas(8) char buf[16384];
@@ -322,7 +338,7 @@ Result<std::vector<p9::Dirent>> HostFile::Readdir(uint64_t offset, uint32_t coun
       e.qid.type = d->d_type == DT_DIR   ? p9::kQtDir
                    : d->d_type == DT_LNK ? p9::kQtSymlink
                                          : p9::kQtFile;
-      e.qid.path = ap_->qids().Path(dst.st_dev, d->d_ino);
+      e.qid.path = ap_->qids().Path(dev_, d->d_ino);
       size_t sz = p9::DirentSize(e);
       if (used + sz > count && !out.empty()) {
         // Does not fit: the caller resumes at the previous entry's cookie.

@@ -55,6 +55,8 @@ class HostFile : public p9::File {
   p9::Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override;
   p9::Result<size_t> WriteAt(p9::Bytes src, uint64_t offset) override;
   p9::Result<std::vector<p9::Dirent>> Readdir(uint64_t offset, uint32_t count) override;
+  // Opens the directory afresh ("." from the O_PATH fd) for the one listing.
+  p9::Result<std::vector<p9::Dirent>> ReaddirUnopened(uint64_t offset, uint32_t count) override;
   p9::Result<p9::CreateResult> Create(const std::string& name, uint32_t flags, uint32_t mode,
                                       uint32_t gid) override;
   p9::Result<p9::Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid) override;
@@ -92,12 +94,17 @@ class HostFile : public p9::File {
   p9::Result<p9::Qid> ChildQid(const std::string& name);
   // chown of a new child to the attaching user and `gid` (only when we may).
   void Chown(int dirfd, const std::string& name, uint32_t gid);
+  // Entries of the opened directory `fd` after cookie `offset` (seeks there first unless
+  // `fresh` and offset 0), at most about `count` bytes in wire form.
+  p9::Result<std::vector<p9::Dirent>> ReadEntries(int fd, uint64_t offset, uint32_t count,
+                                                  bool fresh);
   // Verifies that (parent_, name_) still names this inode. ESTALE if not.
   p9::Result<void> CheckLocation() const;  // REQUIRES: mu_ held.
 
   const std::shared_ptr<AttachPoint> ap_;
   const SharedFd fd_;      // O_PATH|O_NOFOLLOW. Never null.
   const mode_t type_;      // S_IFMT bits.
+  const dev_t dev_;        // Of the file (its entries' qid paths are per device).
   const p9::Qid qid_;
   const uint32_t uid_;
 

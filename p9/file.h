@@ -87,6 +87,12 @@ class File {
   // them in wire form; the server packs what fits and the client resumes from the last
   // entry's offset. Each entry's offset must be a stable cookie for "the entry after this one".
   virtual Result<std::vector<Dirent>> Readdir(uint64_t offset, uint32_t count) = 0;
+  // Readdir of a directory fid that was never opened (our dialect's Treaddir on a walked
+  // fid): nothing stays open afterwards. ENOSYS lets the server clone, open and read
+  // instead; a backend that can list in fewer steps does so here.
+  virtual Result<std::vector<Dirent>> ReaddirUnopened(uint64_t /*offset*/, uint32_t /*count*/) {
+    return Errno(ENOSYS);
+  }
 
   // Creates and opens regular file `name` in this directory.
   virtual Result<CreateResult> Create(const std::string& name, uint32_t flags, uint32_t mode,

@@ -671,11 +671,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return Rwrite{static_cast<uint32_t>(n)};
   }
 
-  // The fid's opened File; in our dialect a walked, unopened directory fid reads through a
-  // private opened clone (one message where Twalk, Tlopen, Treaddir and Tclunk were four).
-  Result<std::shared_ptr<File>> ReaddirFile(Fid fid) {
+  // Treaddir's entries: from the fid's opened File; in our dialect a walked, unopened
+  // directory fid is listed too (one message where Twalk, Tlopen, Treaddir and Tclunk were
+  // four), by the backend directly (File::ReaddirUnopened) or through a private opened clone.
+  Result<std::vector<Dirent>> ReaddirEntries(Fid fid, uint64_t offset, uint32_t count) {
     auto opened = OpenedFile(fid);
-    if (opened.has_value() || !fd_donation()) return opened;
+    if (opened.has_value()) return (*opened)->Readdir(offset, count);
+    if (!fd_donation()) return opened.error();
     P9_ASSIGN_OR_RETURN(auto f, LookupFid(fid));
     std::shared_ptr<File> file;
     {
@@ -683,17 +685,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (f->kind != ServerFid::Kind::kFile || f->opened) return opened.error();
       file = f->file;
     }
+    auto direct = file->ReaddirUnopened(offset, count);
+    if (direct.has_value() || direct.error() != Errno(ENOSYS)) return direct;
     P9_ASSIGN_OR_RETURN(WalkResult w, file->Walk({}));
     if (!w.file) return Errno(EIO);
     P9_RETURN_IF_ERROR(w.file->Open(open_flags::kRdOnly | open_flags::kDirectory));
-    return std::shared_ptr<File>(std::move(w.file));
+    return w.file->Readdir(offset, count);
   }
 
   Result<Rreaddir> Op(const Treaddir& req, ReplyExtras& x) {
-    P9_ASSIGN_OR_RETURN(auto file, ReaddirFile(req.fid));
     size_t count = std::min<size_t>(req.count, msize_ - kIoHeaderSize);
     P9_ASSIGN_OR_RETURN(std::vector<Dirent> ents,
-                        file->Readdir(req.offset, static_cast<uint32_t>(count)));
+                        ReaddirEntries(req.fid, req.offset, static_cast<uint32_t>(count)));
     x.vec.reserve(count);
     for (const Dirent& d : ents) {
       if (!AppendDirent(x.vec, d, count)) break;
