@@ -530,6 +530,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // Cached file systems keep the kernel's page cache across opens; others start afresh so
   // host-side changes are seen at open (close-to-open consistency).
   fi->keep_cache = impl.Timeout(n->vd) > 0;
+  // FLUSH (at each close) writes back what this handle wrote: nothing for a read-only one,
+  // so the kernel need not ask (FOPEN_NOFLUSH; a program's start opens hundreds of files).
+  fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
   if (fuse_reply_open(req, fi) != 0) impl.DropHandle(hd);
 }
 
@@ -936,6 +939,10 @@ FuseServer::~FuseServer() {
   } else if (impl_) {
     (void)impl_.release();
   }
+}
+
+uint64_t FuseServer::received(uint32_t opcode) const {
+  return impl_->loop ? impl_->loop->received(opcode) : 0;
 }
 
 size_t FuseServer::live_nodes() const {

@@ -82,6 +82,8 @@ class FuseServer {
 
   // Node ids the kernel still holds, the root excluded (tests check FORGET frees them).
   size_t live_nodes() const;
+  // Requests of FUSE opcode `opcode` (FUSE_OPENDIR, ...) received so far; 0 before Start().
+  uint64_t received(uint32_t opcode) const;
 
   // Internal: what the libfuse callbacks reach through the request's user data.
   struct Impl;

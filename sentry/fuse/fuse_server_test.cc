@@ -5,6 +5,7 @@
 #include "sentry/fuse/fuse_server.h"
 
 #include <dirent.h>
+#include <linux/fuse.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -349,6 +350,36 @@ TEST_P(FuseServerTest, InterleavedReadersAndSeeksSeeEveryEntryOnce) {
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(as_set(ReadRest(d)), want);
   closedir(d);
+}
+
+// Requests the kernel need not send: OPENDIR/RELEASEDIR where every mount caches (one
+// OPENDIR, answered ENOSYS, turns them off), and FLUSH at the close of a read-only file.
+TEST_P(FuseServerTest, RequestsTheKernelNeedNotSend) {
+  const bool caching = GetParam() == CachePolicy::kFscache;
+  for (int round = 0; round < 3; ++round) {
+    for (const char* d : {"", "sub", "t", "ro"}) {
+      DIR* dir = opendir(M(d).c_str());
+      ASSERT_NE(dir, nullptr) << d;
+      EXPECT_FALSE(ReadRest(dir).empty());
+      closedir(dir);
+    }
+  }
+  if (caching) {
+    EXPECT_EQ(fuse_->received(FUSE_OPENDIR), 1u);
+    EXPECT_EQ(fuse_->received(FUSE_RELEASEDIR), 0u);
+  } else {
+    EXPECT_GE(fuse_->received(FUSE_OPENDIR), 12u);
+  }
+  const uint64_t flushes = fuse_->received(FUSE_FLUSH);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Slurp(M("hello")), "hello host");
+  EXPECT_EQ(fuse_->received(FUSE_FLUSH), flushes);
+  {
+    std::ofstream out(M("sub/w"));
+    out << "x";
+  }
+  // The write's close still asks, and still writes back.
+  EXPECT_EQ(fuse_->received(FUSE_FLUSH), flushes + 1);
+  EXPECT_EQ(Slurp(host_ / "sub/w"), "x");
 }
 
 TEST_P(FuseServerTest, FsyncOfADirectory) {

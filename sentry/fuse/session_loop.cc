@@ -65,6 +65,7 @@ void SessionLoop::Lead(fuse_buf& buf) {
       fuse_in_header h;
       std::memcpy(&h, buf.mem, sizeof(h));
       block = may_block_(h.opcode);
+      if (h.opcode < kCounted) received_[h.opcode].fetch_add(1, std::memory_order_relaxed);
     }
     if (block && PassLead()) {
       fuse_session_process_buf(se_, &req);

@@ -16,6 +16,8 @@
 #ifndef SENTRY_FUSE_SESSION_LOOP_H_
 #define SENTRY_FUSE_SESSION_LOOP_H_
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -46,7 +48,14 @@ class SessionLoop {
   // worker has ended. Returns 0, or a negative errno if reading /dev/fuse failed.
   int Run();
 
+  // Requests with `opcode` read so far (tests and diagnostics; opcodes above kCounted are
+  // not counted).
+  uint64_t received(uint32_t opcode) const {
+    return opcode < kCounted ? received_[opcode].load(std::memory_order_relaxed) : 0;
+  }
+
  private:
+  static constexpr uint32_t kCounted = 64;
   void Worker();
   // Reads and serves as the leader. Returns after handing reading on (having served one
   // request that may block), or when the session ended.
@@ -71,6 +80,7 @@ class SessionLoop {
   size_t busy_ = 0;             // Guarded by mu_. Serving a request handed off by PassLead.
   bool ended_ = false;          // Guarded by mu_.
   int error_ = 0;               // Guarded by mu_. The first read error.
+  std::array<std::atomic<uint64_t>, kCounted> received_{};
 };
 
 }  // namespace sentry::fuse
