@@ -382,6 +382,12 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   }
   impl->stateless_dirs = impl->options.stateless_dirs && all_cache &&
                          (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+  // Symlink targets in the kernel's page cache: a symlink never changes in place, and where
+  // every change goes through us a replaced one is a new node. (Where the host may replace
+  // one, a reused inode number could keep a node and its stale target: not there.)
+  if (all_cache && (conn->capable & FUSE_CAP_CACHE_SYMLINKS)) {
+    conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  }
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -380,6 +380,16 @@ TEST_P(FuseServerTest, RequestsTheKernelNeedNotSend) {
   // The write's close still asks, and still writes back.
   EXPECT_EQ(fuse_->received(FUSE_FLUSH), flushes + 1);
   EXPECT_EQ(Slurp(host_ / "sub/w"), "x");
+  // Symlink targets are kept by the kernel where every mount caches; a replaced link is a
+  // new file and reads its own target.
+  ASSERT_EQ(symlink("target-one", M("sub/ln").c_str()), 0);
+  const uint64_t readlinks = fuse_->received(FUSE_READLINK);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(hfs::read_symlink(M("sub/ln")), "target-one");
+  EXPECT_EQ(fuse_->received(FUSE_READLINK) - readlinks, caching ? 1u : 5u);
+  ASSERT_EQ(unlink(M("sub/ln").c_str()), 0);
+  ASSERT_EQ(symlink("target-two", M("sub/ln").c_str()), 0);
+  EXPECT_EQ(hfs::read_symlink(M("sub/ln")), "target-two");
+  EXPECT_EQ(hfs::read_symlink(host_ / "sub/ln"), "target-two");
 }
 
 TEST_P(FuseServerTest, FsyncOfADirectory) {
