@@ -12,6 +12,9 @@
 namespace p9 {
 namespace {
 
+constexpr uint32_t kWakeLook = 1;
+constexpr uint32_t kWakeFinished = 2;
+
 // Tags in use at once; callers beyond this wait for a free one.
 constexpr size_t kMaxTags = 4096;
 // Unanswered ClunkAsync calls at most. A unix socket holds only a couple of hundred small
@@ -112,7 +115,7 @@ void Client::BreakLocked(Errno e) {
     if (c->detached) {
       if (!c->filling) FinishDetachedLocked(c);  // Else the reader finishes it.
     } else {
-      c->cv.notify_all();
+      WakeLocked(c);
     }
   }
   tags_cv_.notify_all();
@@ -123,11 +126,31 @@ void Client::HandOffReadingLocked() {
   if (reading_ || broken_.value() != 0) return;
   for (auto& [tag, p] : pending_) {
     if (!p.is_flush && !p.call->detached) {
-      p.call->cv.notify_all();
+      WakeLocked(p.call);
       break;
     }
   }
   detached_cv_.notify_one();
+}
+
+void Client::WakeLocked(CallState* c) {
+  c->wake.store(kWakeLook, std::memory_order_release);
+  c->wake.notify_one();
+}
+
+void Client::DeliverLocked(CallState* c) {
+  if (c->flush_sent) {  // Its caller also waits for the Rflush, and cleans up itself.
+    WakeLocked(c);
+    return;
+  }
+  c->finished = true;
+  pending_.erase(c->tag);
+  FreeTagLocked(c->tag);
+  std::atomic<uint32_t>& wake = c->wake;
+  wake.store(kWakeFinished, std::memory_order_release);
+  // From here the caller may have returned: only the futex word's address is used (the
+  // wake syscall does not touch the memory).
+  wake.notify_one();
 }
 
 void Client::FinishDetachedLocked(CallState* c) {
@@ -280,37 +303,47 @@ Result<void> Client::SendAndWait(CallState& c, const OutFrame& f, std::stop_toke
     on_stop.emplace(stop, std::function<void()>([this, &c] {
                       SendFlush(c);
                       std::lock_guard l(mu_);
-                      c.cv.notify_all();
+                      if (!c.finished) WakeLocked(&c);
                     }));
   }
 
   std::unique_lock l(mu_);
   Result<void> result = Ok();
   for (;;) {
-    if (c.filling) {
-      c.cv.wait(l);
-      continue;
+    if (c.finished) break;
+    if (!c.filling) {
+      if (c.flush_sent ? c.flushed : c.done) {
+        if (!c.done) result = Errno(ECANCELED);
+        break;
+      }
+      if (broken_.value() != 0) {
+        result = broken_;
+        break;
+      }
+      if (!reading_) {
+        LeadOneRead(l);
+        continue;
+      }
     }
-    if (c.flush_sent ? c.flushed : c.done) {
-      if (!c.done) result = Errno(ECANCELED);
-      break;
+    c.wake.store(0, std::memory_order_relaxed);
+    l.unlock();
+    c.wake.wait(0, std::memory_order_acquire);
+    if (c.wake.load(std::memory_order_acquire) == kWakeFinished) {
+      // The reader finished the call (DeliverLocked): nothing is left to do under mu_, and
+      // we never led (a leader finds its own reply finished under mu_, below).
+      on_stop.reset();
+      return Ok();
     }
-    if (broken_.value() != 0) {
-      result = broken_;
-      break;
-    }
-    if (!reading_) {
-      LeadOneRead(l);
-      continue;
-    }
-    c.cv.wait(l);
+    l.lock();
   }
-  pending_.erase(c.tag);
-  if (c.flush_sent) pending_.erase(c.flush_tag);
-  // The old tag is free once its reply or Rflush came (or the connection is dead), the
-  // flush tag once Rflush came.
-  FreeTagLocked(c.tag);
-  if (c.flush_sent) FreeTagLocked(c.flush_tag);
+  if (!c.finished) {
+    pending_.erase(c.tag);
+    if (c.flush_sent) pending_.erase(c.flush_tag);
+    // The old tag is free once its reply or Rflush came (or the connection is dead), the
+    // flush tag once Rflush came.
+    FreeTagLocked(c.tag);
+    if (c.flush_sent) FreeTagLocked(c.flush_tag);
+  }
   HandOffReadingLocked();
   l.unlock();
   on_stop.reset();  // Waits for a running SendFlush; it sees c.done or flush_sent.
@@ -338,7 +371,7 @@ Result<void> Client::ReadOne() {
       reader_.TakeFds();  // Closed.
       c->flushed = true;
       pending_.erase(it);
-      c->cv.notify_one();
+      WakeLocked(c);
       return Ok();
     }
     const bool into_dst =
@@ -353,7 +386,7 @@ Result<void> Client::ReadOne() {
       c->fds = reader_.TakeFds();
       c->header = h;
       c->done = true;
-      c->cv.notify_one();
+      DeliverLocked(c);
       return Ok();
     }
     c->filling = true;
@@ -392,13 +425,14 @@ Result<void> Client::ReadOne() {
     if (!r.has_value()) return r.error() == Errno(ECONNRESET) ? Errno(ECONNRESET) : Errno(EIO);
     return Ok();
   }
-  if (r.has_value()) {
-    c->header = h;
-    c->fds = std::move(fds);
-    c->done = true;
+  if (!r.has_value()) {
+    WakeLocked(c);  // It sees the connection broken, once our caller breaks it.
+    return r.error() == Errno(ECONNRESET) ? Errno(ECONNRESET) : Errno(EIO);
   }
-  c->cv.notify_one();
-  if (!r.has_value()) return r.error() == Errno(ECONNRESET) ? Errno(ECONNRESET) : Errno(EIO);
+  c->header = h;
+  c->fds = std::move(fds);
+  c->done = true;
+  DeliverLocked(c);
   return Ok();
 }
 

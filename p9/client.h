@@ -17,6 +17,7 @@
 #ifndef P9_CLIENT_H_
 #define P9_CLIENT_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -107,10 +108,16 @@ class Client {
  private:
   // One request in flight. Lives on the caller's stack; fields guarded by mu_ unless noted.
   struct CallState {
-    std::condition_variable cv;
+    // How the caller sleeps: it clears this under mu_, unlocks and waits for it to change
+    // (a futex on this word). kWakeLook: something changed, look again under mu_.
+    // kWakeFinished: the reply is in and its tag is freed; the caller returns without
+    // taking mu_, so a woken caller does not queue for the lock the reader needs next. Once
+    // kWakeFinished is stored the state may be gone: the waker only notifies after that.
+    std::atomic<uint32_t> wake{0};
     Tag tag = kNoTag;
     Tag flush_tag = kNoTag;
     bool done = false;      // The reply arrived (header, body, fds filled).
+    bool finished = false;  // done, and the reader has erased it from pending_ and freed its tag.
     bool filling = false;   // The reader is writing into body/read_dst: do not leave.
     bool flush_sent = false;
     bool flushed = false;   // Rflush arrived.
@@ -170,6 +177,12 @@ class Client {
   void HandOffReadingLocked();
   // A detached call's reply came (or never will): forget it. REQUIRES: mu_ held.
   void FinishDetachedLocked(CallState* c);
+  // Wakes c's caller to look again. REQUIRES: mu_ held.
+  static void WakeLocked(CallState* c);
+  // c's reply is in (done): unless a Tflush is outstanding, finishes the call for its caller
+  // (pending_ entry and tag released) and wakes it to return at once; else wakes it to look.
+  // REQUIRES: mu_ held. c may be gone when this returns.
+  void DeliverLocked(CallState* c);
 
   UniqueFd fd_;
   uint32_t msize_;
