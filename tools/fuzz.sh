@@ -19,14 +19,18 @@ out=${FUZZ_OUT:-$(mktemp -d /tmp/p9fs-fuzz-out.XXXXXX)}
 mkdir -p "$out"
 bz=(bazel --output_base="$base")
 trap '"${bz[@]}" shutdown >/dev/null 2>&1 || true' EXIT
+# No convenience symlinks from this output base: bazel-bin & co. and bazel-<dir> would then
+# point into it, and the next build in the main output base would load packages through
+# the foreign bazel-<dir> link (only bazel-main is in .bazelignore) and fail.
+nolinks=--symlink_prefix=/
 labels=()
 for t in "${targets[@]}"; do labels+=("//tests/fuzz:${t}_fuzzer"); done
-if ! "${bz[@]}" build --config=fuzz "${labels[@]}" >"$out/build.log" 2>&1; then
+if ! "${bz[@]}" build --config=fuzz "$nolinks" "${labels[@]}" >"$out/build.log" 2>&1; then
   tail -30 "$out/build.log"
   for t in "${targets[@]}"; do echo "fuzz $t: FAILED to build"; done
   exit 1
 fi
-bin=$("${bz[@]}" info --config=fuzz bazel-bin 2>/dev/null)
+bin=$("${bz[@]}" info --config=fuzz "$nolinks" bazel-bin 2>/dev/null)
 bad=0
 for t in "${targets[@]}"; do
   corpus="$out/corpus-$t"
