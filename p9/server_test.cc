@@ -588,9 +588,11 @@ TEST_F(ServerTest, BatchedRepliesKeepFlushOrder) {
 }
 
 TEST_F(ServerTest, ListenAcceptsUnixConnections) {
-  // Bazel's TEST_TMPDIR is too long for sun_path (108 bytes).
-  std::string path = "/tmp/p9srv-" + std::to_string(getpid()) + ".sock";
-  unlink(path.c_str());
+  // Bazel's TEST_TMPDIR is too long for sun_path (108 bytes); a pid is not unique either
+  // (sandboxed runs of the test, each in its own PID namespace, share /tmp).
+  char dir[] = "/tmp/p9srv-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/s";
   int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
@@ -610,6 +612,7 @@ TEST_F(ServerTest, ListenAcceptsUnixConnections) {
   }
   server_->Stop();
   unlink(path.c_str());
+  rmdir(dir);
 }
 
 }  // namespace
