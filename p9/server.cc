@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "glog/logging.h"
+#include "p9/leader_follower.h"
 #include "p9/messages.h"
 #include "p9/transport.h"
 
@@ -94,13 +95,14 @@ thread_local Connection* tls_batching = nullptr;
 // sends their replies; a lone request thus costs one recvmsg and one sendmsg on one thread, with
 // no wake-up of any other (DESIGN.md: a cross-CPU wake-up costs ~70 us here). A request that
 // may keep its thread long (Tfsync, a large Tread, a read of a FIFO...; see MayBlock) makes
-// the leader pass the reader role to an idle follower (or a new thread, up to
-// ServerOptions::threads) before serving it, so a slow request never stops the connection's
-// other requests. While more
-// complete frames are already buffered, inline replies are queued and leave together in one
-// sendmsg once the buffer is drained (see Send).
+// the leader pass the reader role to an available follower (or a new thread, up to
+// ServerOptions::threads; see LeaderFollower) before serving it, so a slow request never
+// stops the connection's other requests. While more complete frames are already buffered,
+// inline replies are queued and leave together in one sendmsg once the buffer is drained
+// (see Send).
 //
-// Lock order: lf_mu_ alone; send_mu_, then mu_, then ServerFid::mu.
+// Lock order: lf_'s lock before state_->mu (StartThread runs under it); send_mu_, then mu_,
+// then ServerFid::mu.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ServerState> state, UniqueFd fd, Attacher& attacher)
@@ -127,8 +129,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Starts the first thread, which becomes the leader. False if no thread could be started.
   bool Start() {
-    std::lock_guard l(lf_mu_);
-    return SpawnLocked();
+    return lf_.Spawn([this] { return StartThread(); });
   }
 
   // Makes the leader see EOF and pending sends fail; the leader then closes the connection.
@@ -140,10 +141,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::vector<Tag> flushers;  // Tflush tags to answer once this request's reply is sent.
   };
 
-  // Starts a thread for this connection. REQUIRES: lf_mu_ held. The thread holds a reference
-  // to the connection and counts in state_->live_threads until its very end, so Stop() can
-  // wait for it without joining.
-  bool SpawnLocked() {
+  // Starts a thread for this connection (lf_'s StartThread). The thread holds a reference to
+  // the connection and counts in state_->live_threads until its very end, so Stop() can wait
+  // for it without joining.
+  bool StartThread() {
     {
       std::lock_guard l(state_->mu);
       ++state_->live_threads;
@@ -162,24 +163,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
       --state_->live_threads;
       return false;
     }
-    ++threads_;
     return true;
   }
 
   // Each thread of the connection: wait to become the leader, lead, repeat; until closed.
   void ThreadMain() {
-    for (;;) {
-      {
-        std::unique_lock l(lf_mu_);
-        lf_cv_.wait(l, [&] { return closing_ || !leader_taken_; });
-        if (closing_) {
-          --threads_;
-          return;
-        }
-        leader_taken_ = true;
-      }
-      Lead();
-    }
+    while (lf_.AwaitLead()) Lead();
   }
 
   // The leader's loop. Returns when it has passed the reader role on (having served one
@@ -208,11 +197,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         HandleFlush(frame);  // Cheap and order-sensitive: always by the leader.
         continue;
       }
-      if (MayBlock(frame) && PassLead()) {
+      if (MayBlock(frame) && lf_.PassLead([this] { return StartThread(); })) {
         FlushOut();
         Handle(frame);
-        std::lock_guard l(lf_mu_);
-        --busy_;
+        lf_.Done();
         return;
       }
       InlineBatched([&] { Handle(frame); });
@@ -264,23 +252,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!f.has_value()) return false;
     std::shared_ptr<File> file = (*f)->GetFile();
     return file && file->MayBlock();
-  }
-
-  // Hands the reader role on and counts the caller busy. A thread that is not busy and not
-  // the leader is idle or about to be (it has just finished a request of its own): it takes
-  // the role as soon as it waits. Without one, a new thread takes it. False (the caller stays
-  // leader and serves inline) when every other thread is busy and the connection is at its
-  // thread limit, or when closing.
-  bool PassLead() {
-    std::lock_guard l(lf_mu_);
-    if (closing_) return false;
-    if (threads_ - 1 - busy_ == 0) {
-      if (threads_ >= max_threads() || !SpawnLocked()) return false;
-    }
-    leader_taken_ = false;
-    ++busy_;
-    lf_cv_.notify_one();
-    return true;
   }
 
   size_t max_threads() const {
@@ -468,11 +439,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       closed_ = true;
     }
     room_cv_.notify_all();
-    {
-      std::lock_guard l(lf_mu_);
-      closing_ = true;
-    }
-    lf_cv_.notify_all();
+    lf_.Close();
     std::shared_ptr<Connection> self = shared_from_this();
     std::lock_guard l(state_->mu);
     state_->open.erase(self);
@@ -871,18 +838,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<ServerState> state_;
   Attacher& attacher_;
   UniqueFd sock_;       // Blocking. Read by the leader only; written under send_mu_.
-  FrameReader reader_;  // Used by the leader only (handed over under lf_mu_).
+  FrameReader reader_;  // Used by the leader only (handed over through lf_).
   // Written by the leader before any request of the session is read; read by the threads
   // serving that session's requests.
   std::atomic<uint32_t> msize_ = kMinMsize;
   std::atomic<bool> version_done_ = false;
 
-  std::mutex lf_mu_;
-  std::condition_variable lf_cv_;  // Signalled when the reader role is free or at closing.
-  bool leader_taken_ = false;      // Guarded by lf_mu_. Some thread holds the reader role.
-  size_t threads_ = 0;             // Guarded by lf_mu_. Threads of this connection.
-  size_t busy_ = 0;                // Guarded by lf_mu_. Serving a request handed off by PassLead.
-  bool closing_ = false;           // Guarded by lf_mu_.
+  LeaderFollower lf_{max_threads()};  // The reader role among this connection's threads.
 
   std::mutex send_mu_;     // Serializes frames on the socket.
   std::vector<char> out_;  // Guarded by send_mu_. Queued whole reply frames (see Send).

@@ -17,7 +17,7 @@
 namespace sentry::fuse {
 
 SessionLoop::SessionLoop(fuse_session* se, Options options, MayBlock may_block)
-    : se_(se), options_(options), may_block_(std::move(may_block)) {}
+    : se_(se), options_(options), may_block_(std::move(may_block)), lf_(options.max_threads) {}
 
 int SessionLoop::Run() {
   fd_ = fuse_session_fd(se_);
@@ -25,30 +25,17 @@ int SessionLoop::Run() {
   // are writes to the same fd; /dev/fuse never blocks a write.)
   int fl = fcntl(fd_, F_GETFL);
   if (fl < 0 || fcntl(fd_, F_SETFL, fl | O_NONBLOCK) != 0) return -errno;
-  {
-    std::lock_guard l(mu_);
-    ++threads_;
-  }
+  lf_.Spawn([] { return true; });  // This thread is the first worker.
   Worker();
-  std::unique_lock l(mu_);
-  done_cv_.wait(l, [&] { return threads_ == 0; });
+  lf_.WaitNoThreads();
+  std::lock_guard l(error_mu_);
   return error_;
 }
 
 void SessionLoop::Worker() {
   fuse_buf buf{};  // This thread's request buffer, allocated by libfuse at the first read.
-  for (;;) {
-    {
-      std::unique_lock l(mu_);
-      cv_.wait(l, [&] { return ended_ || !leader_taken_; });
-      if (ended_) break;
-      leader_taken_ = true;
-    }
-    Lead(buf);
-  }
+  while (lf_.AwaitLead()) Lead(buf);
   free(buf.mem);
-  std::lock_guard l(mu_);
-  if (--threads_ == 0) done_cv_.notify_all();
 }
 
 void SessionLoop::Lead(fuse_buf& buf) {
@@ -67,10 +54,9 @@ void SessionLoop::Lead(fuse_buf& buf) {
       block = may_block_(h.opcode);
       if (h.opcode < kCounted) received_[h.opcode].fetch_add(1, std::memory_order_relaxed);
     }
-    if (block && PassLead()) {
+    if (block && lf_.PassLead([this] { return StartWorker(); })) {
       fuse_session_process_buf(se_, &req);
-      std::lock_guard l(mu_);
-      --busy_;
+      lf_.Done();
       return;
     }
     fuse_session_process_buf(se_, &req);
@@ -93,33 +79,23 @@ int SessionLoop::Receive(fuse_buf& buf) {
   }
 }
 
-bool SessionLoop::PassLead() {
-  std::lock_guard l(mu_);
-  if (ended_) return false;
-  // A worker neither leading nor busy is idle or about to be (just done with a request of
-  // its own): it takes the role as soon as it waits. Without one, a new worker takes it.
-  if (threads_ - 1 - busy_ == 0) {
-    if (threads_ >= options_.max_threads) return false;
-    try {
-      std::thread([this] { Worker(); }).detach();
-    } catch (const std::system_error& e) {
-      LOG(WARNING) << "fuse: cannot start a worker: " << e.what();
-      return false;
-    }
-    ++threads_;
+bool SessionLoop::StartWorker() {
+  try {
+    std::thread([this] { Worker(); }).detach();
+  } catch (const std::system_error& e) {
+    LOG(WARNING) << "fuse: cannot start a worker: " << e.what();
+    return false;
   }
-  leader_taken_ = false;
-  ++busy_;
-  cv_.notify_one();
   return true;
 }
 
 void SessionLoop::End(int error) {
-  std::lock_guard l(mu_);
-  if (!ended_ && error < 0) error_ = error;
-  ended_ = true;
-  leader_taken_ = false;
-  cv_.notify_all();
+  {
+    std::lock_guard l(error_mu_);
+    if (!ended_ && error < 0) error_ = error;
+    ended_ = true;
+  }
+  lf_.Close();
 }
 
 }  // namespace sentry::fuse

@@ -10,19 +10,20 @@
 //
 // Threads (leader/follower, as p9::Server): one thread at a time, the leader, reads
 // /dev/fuse and serves what it reads itself. Before serving a request that may wait for long
-// (`may_block`: a lock wait, fsync, I/O of a FIFO or device) it hands reading to an idle
-// follower, or to a new thread (at most Options::max_threads), so such a request never stops
-// the others. At the thread limit the leader serves it itself, as libfuse's loop does.
+// (`may_block`: a lock wait, fsync, I/O of a FIFO or device) it hands reading to an
+// available follower, or to a new thread (at most Options::max_threads; p9::LeaderFollower),
+// so such a request never stops the others. At the thread limit the leader serves it itself, as libfuse's loop does.
 #ifndef SENTRY_FUSE_SESSION_LOOP_H_
 #define SENTRY_FUSE_SESSION_LOOP_H_
 
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
+
+#include "p9/leader_follower.h"
 
 struct fuse_buf;
 struct fuse_session;
@@ -62,9 +63,8 @@ class SessionLoop {
   void Lead(::fuse_buf& buf);
   // The next request into `buf`: its size, 0 at the end of the session, or -errno.
   int Receive(::fuse_buf& buf);
-  // Gives the reader role to a worker that is not busy, or a new one, and counts the caller
-  // busy; false when every other worker is busy and there are max_threads.
-  bool PassLead();
+  // Starts a worker thread (lf_'s StartThread).
+  bool StartWorker();
   void End(int error);
 
   fuse_session* const se_;
@@ -72,14 +72,10 @@ class SessionLoop {
   const MayBlock may_block_;
   int fd_ = -1;
 
-  std::mutex mu_;
-  std::condition_variable cv_;       // Signalled when the reader role is free, and at the end.
-  std::condition_variable done_cv_;  // Signalled when threads_ drops to 0.
-  bool leader_taken_ = false;   // Guarded by mu_.
-  size_t threads_ = 0;          // Guarded by mu_. Workers alive (Run's caller included).
-  size_t busy_ = 0;             // Guarded by mu_. Serving a request handed off by PassLead.
-  bool ended_ = false;          // Guarded by mu_.
-  int error_ = 0;               // Guarded by mu_. The first read error.
+  p9::LeaderFollower lf_;  // The reader role among the workers (Run's caller included).
+  std::mutex error_mu_;
+  bool ended_ = false;  // Guarded by error_mu_.
+  int error_ = 0;       // Guarded by error_mu_. The first read error.
   std::array<std::atomic<uint64_t>, kCounted> received_{};
 };
 
