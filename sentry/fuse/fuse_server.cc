@@ -54,11 +54,9 @@ struct Handle {
   // model (or to TSan): DropHandle waits for this to drop to zero (acquire/release) before
   // destroying, which makes the order explicit and guards against a kernel that breaks it.
   std::atomic<int> users{0};
-  // Directories: every entry, listed when the kernel reads from offset 0; offsets given to
-  // the kernel are index+1, so they stay valid however the directory changes meanwhile.
+  // Directories: every entry, listed when the kernel reads from offset 0 (see DirCookie).
   std::mutex mu;
-  std::vector<vfs::DirEntry> entries;  // Guarded by mu.
-  bool listed = false;                 // Guarded by mu.
+  std::shared_ptr<const Listing> listing;  // Guarded by mu.
 };
 
 Handle* HandleOf(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
@@ -614,38 +612,14 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fuse_reply_open(req, fi) != 0) impl.DropHandle(hd);
 }
 
-// A READDIR reply of at most `size` bytes with entries[from...]: the bytes and the index of
-// the first entry left out. The kernel resumes at an entry's offset, offset(i + 1) for the
-// entry at i.
-template <typename OffsetFn>
-std::pair<std::vector<char>, size_t> FillDirents(fuse_req_t req, size_t size,
-                                                 const std::vector<vfs::DirEntry>& entries,
-                                                 size_t from, OffsetFn offset) {
-  std::vector<char> buf(size);
-  size_t used = 0;
-  size_t i = std::min(from, entries.size());
-  for (; i < entries.size(); ++i) {
-    const vfs::DirEntry& e = entries[i];
-    struct stat st{};
-    st.st_ino = e.ino;
-    st.st_mode = static_cast<mode_t>(e.type) << 12;
-    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
-                                    offset(i + 1));
-    if (need > size - used) break;
-    used += need;
-  }
-  buf.resize(used);
-  return {std::move(buf), i};
-}
-
-// Offsets of handle-less listings. An entry's cookie (its d_off: where reading resumes
-// after it) is a hash of its name, the entries are listed in hash order, and reading from
-// cookie c continues with the first name hashing above c. That holds in every listing of
-// the directory, so a reader continues correctly in a newer one: each name present
-// throughout is seen exactly once, whatever others do meanwhile (interleaved readers, the
-// kernel's cached copy dropped part-way, seekdir), as with ext4's hash cookies. 0 is the
-// start, 1 and 2 follow "." and "..", kDirEnd follows the last entry. Names whose hashes
-// collide get consecutive cookies (63 bits: never seen in practice).
+// Directory offsets. An entry's cookie (its d_off: where reading resumes after it) is a
+// hash of its name, the entries are listed in hash order, and reading from cookie c
+// continues with the first name hashing above c. That holds in every listing of the
+// directory, so a reader continues correctly in a newer one: each name present throughout
+// is seen exactly once, whatever others do meanwhile (interleaved readers, the kernel's
+// cached copy dropped part-way, seekdir), as with ext4's hash cookies. 0 is the start, 1 and
+// 2 follow "." and "..", kDirEnd follows the last entry. Names whose hashes collide get
+// consecutive cookies (63 bits: never seen in practice).
 constexpr uint64_t kDirEnd = uint64_t{INT64_MAX};
 uint64_t DirCookie(const std::string& name) {
   uint64_t h = std::hash<std::string>{}(name) >> 1;
@@ -674,6 +648,32 @@ std::shared_ptr<const Listing> MakeListing(std::vector<vfs::DirEntry> all) {
   return l;
 }
 
+// Replies to a READDIR of at most `size` bytes with the entries of `listing` after cookie
+// `after`. True when the reply holds the last entry: the reader comes back only with
+// kDirEnd, which needs no listing.
+bool ReplyListing(fuse_req_t req, size_t size, const Listing& listing, uint64_t after) {
+  const auto& cookies = listing.cookies;
+  size_t i = static_cast<size_t>(std::upper_bound(cookies.begin(), cookies.end(), after) -
+                                 cookies.begin());
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (; i < cookies.size(); ++i) {
+    const vfs::DirEntry& e = listing.entries[i];
+    struct stat st{};
+    st.st_ino = e.ino;
+    st.st_mode = static_cast<mode_t>(e.type) << 12;
+    off_t next = static_cast<off_t>(i + 1 == cookies.size() ? kDirEnd : cookies[i]);
+    size_t need =
+        fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st, next);
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+  return i == cookies.size();
+}
+
+// Without a handle (stateless_dirs): the node's listing, replaced at each read from offset 0
+// and dropped once a reader has it all.
 void ReaddirStateless(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
   Impl& impl = Impl::Of(req);
   NODE_OR_REPLY(n, ino);
@@ -694,41 +694,34 @@ void ReaddirStateless(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
     std::lock_guard l(n->list_mu);
     n->listing = listing;
   }
-  const auto& cookies = listing->cookies;
-  size_t from = static_cast<size_t>(std::upper_bound(cookies.begin(), cookies.end(), after) -
-                                    cookies.begin());
-  const size_t count = cookies.size();
-  auto [buf, next] = FillDirents(req, size, listing->entries, from, [&](size_t i) {
-    return static_cast<off_t>(i == count ? kDirEnd : cookies[i - 1]);
-  });
-  if (next == count) {  // This reader has it all: it comes back only with kDirEnd.
+  if (ReplyListing(req, size, *listing, after)) {
     std::lock_guard l(n->list_mu);
     if (n->listing == listing) n->listing.reset();
   }
-  fuse_reply_buf(req, buf.data(), buf.size());
 }
 
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   if (fi->fh == 0) return ReaddirStateless(req, ino, size, off);
   Impl& impl = Impl::Of(req);
   HandleUse hd(fi);
-  // The reply must come after the lock is released: once the kernel has it, the directory
-  // may be closed and the handle freed (RELEASEDIR) on another thread.
-  std::unique_lock l(hd->mu);
-  if (off == 0 || !hd->listed) {
-    auto listed = impl.List(*hd->h);
-    if (!listed.has_value()) {
-      l.unlock();
-      return Err(req, listed.error());
+  std::shared_ptr<const Listing> listing;
+  Errno error{0};
+  {
+    // The reply must come after the lock is released: once the kernel has it, the
+    // directory may be closed and the handle freed (RELEASEDIR) on another thread.
+    std::lock_guard l(hd->mu);
+    if (off == 0 || !hd->listing) {
+      auto listed = impl.List(*hd->h);
+      if (listed.has_value()) {
+        hd->listing = MakeListing(std::move(*listed));
+      } else {
+        error = listed.error();
+      }
     }
-    hd->entries = std::move(*listed);
-    hd->listed = true;
+    listing = hd->listing;
   }
-  // Offsets given to the kernel are index+1 in this handle's snapshot.
-  auto [buf, next] = FillDirents(req, size, hd->entries, static_cast<size_t>(off),
-                                 [](size_t i) { return static_cast<off_t>(i); });
-  l.unlock();
-  fuse_reply_buf(req, buf.data(), buf.size());
+  if (error.value() != 0) return Err(req, error);
+  ReplyListing(req, size, *listing, static_cast<uint64_t>(off));
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
