@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "glog/logging.h"
+#include "sentry/fuse/passthrough.h"
 #include "sentry/fuse/session_loop.h"
 
 namespace sentry::fuse {
@@ -44,6 +45,13 @@ struct Node {
   // is dropped. Guarded by list_mu.
   std::mutex list_mu;
   std::shared_ptr<const Listing> listing;
+  // Passthrough (passthrough.h): the backing file the kernel does this regular file's I/O
+  // on, registered at the first open that can use one and closed when the kernel forgets
+  // the node. The kernel insists that every open of a node in passthrough uses the same
+  // one; the node's inode never changes, so neither does its host file. 0: none yet; -1:
+  // this file cannot have one. Guarded by backing_mu.
+  std::mutex backing_mu;
+  int32_t backing = 0;
 };
 
 // What fi->fh points to.
@@ -235,16 +243,80 @@ struct FuseServer::Impl {
   void Forget(fuse_ino_t ino, uint64_t count) {
     if (ino == FUSE_ROOT_ID) return;
     std::shared_ptr<Node> dropped;  // Released outside mu: it may free a dentry chain.
-    std::lock_guard l(mu);
-    auto it = nodes.find(ino);
-    if (it == nodes.end()) return;
-    Node& n = *it->second;
-    n.nlookup = count >= n.nlookup ? 0 : n.nlookup - count;
-    if (n.nlookup == 0) {
-      ids.erase(std::make_pair(n.vd.mount.get(), n.vd.dentry.get()));
-      dropped = std::move(it->second);
-      nodes.erase(it);
+    {
+      std::lock_guard l(mu);
+      auto it = nodes.find(ino);
+      if (it == nodes.end()) return;
+      Node& n = *it->second;
+      n.nlookup = count >= n.nlookup ? 0 : n.nlookup - count;
+      if (n.nlookup == 0) {
+        ids.erase(std::make_pair(n.vd.mount.get(), n.vd.dentry.get()));
+        dropped = std::move(it->second);
+        nodes.erase(it);
+      }
     }
+    if (dropped) {
+      // The kernel's inode is gone, and with it every open that used the backing file.
+      std::lock_guard l(dropped->backing_mu);
+      if (dropped->backing > 0) BackingClose(fuse_session_fd(se), dropped->backing);
+      dropped->backing = 0;
+    }
+  }
+
+  // Passthrough: set at INIT when the kernel offers it and FuseOptions::passthrough asks;
+  // cleared for good if the kernel refuses a backing file (no CAP_SYS_ADMIN, or INIT did
+  // not turn it on).
+  bool passthrough = false;  // Written at INIT, before any other request.
+  std::atomic<bool> backing_allowed{true};
+
+  // The backing id under which the kernel may do the I/O of `h`, just opened on `n`, and
+  // `h` switched to host I/O; 0 if it cannot (then the open is served as usual).
+  int32_t Passthrough(Node& n, vfs::FileHandle& h) {
+    if (!passthrough || !backing_allowed.load(std::memory_order_relaxed)) return 0;
+    if (n.vd.dentry->type() != S_IFREG) return 0;
+    std::optional<vfs::OpenFile::HostIo> io = h.file->HostIoFile();
+    // An overlay hands out its layers' files: the host file must be this node's own.
+    if (!io || io->inode != n.vd.dentry->inode().get()) return 0;
+    std::lock_guard l(n.backing_mu);
+    if (n.backing < 0) return 0;
+    if (n.backing == 0) {
+      auto id = BackingOpen(fuse_session_fd(se), io->fd);
+      if (!id.has_value()) {
+        int e = id.error().value();
+        if (e == EPERM || e == EOPNOTSUPP || e == ENOTTY) {
+          if (backing_allowed.exchange(false)) {
+            LOG(WARNING) << "fuse: no passthrough (the kernel refuses backing files: "
+                         << id.error() << "); file data goes through the sentry";
+          }
+        } else {
+          VLOG(1) << "fuse: no backing file for node " << n.name << ": " << id.error();
+          n.backing = -1;
+        }
+        return 0;
+      }
+      n.backing = *id;
+    }
+    if (!h.file->StartHostIo().has_value()) return 0;
+    return n.backing;
+  }
+
+  // Replies to OPEN (create_entry null) or CREATE with `fi`, the handle's I/O passed
+  // through to backing file `backing` if > 0. Returns fuse_reply_*'s result.
+  int ReplyOpen(fuse_req_t req, fuse_file_info* fi, int32_t backing,
+                const fuse_entry_param* create_entry) {
+    if (backing > 0) {
+      // The kernel takes no other flag with passthrough but DIRECT_IO and NOFLUSH (the page
+      // cache it would keep is the host file's own).
+      fi->keep_cache = 0;
+      fi->noflush = 1;  // Writes reach the host as they happen: nothing to write back.
+      ArmOpenPassthrough(backing);
+    }
+    int rc = create_entry ? fuse_reply_create(req, create_entry, fi) : fuse_reply_open(req, fi);
+    if (backing > 0) {
+      Disarm();
+      if (rc == 0 && !LastArmedApplied()) LOG(ERROR) << "fuse: an open reply missed passthrough";
+    }
+    return rc;
   }
 
   uint64_t MapIno(uint64_t mount_id, uint64_t ino, bool is_root) {
@@ -313,11 +385,13 @@ struct FuseServer::Impl {
     return vd.dentry->inode()->CacheLookups() ? options.cache_timeout : 0.0;
   }
 
-  // Replies with the entry for `vd` (just looked up or created under `parent`).
+  // Replies with the entry for `vd` (just looked up or created under `parent`); for CREATE
+  // (`create_fi`), with the open file `create_h` too.
   // Returns the node id given to the kernel, or 0 if the kernel got none (an error reply,
   // or an interrupted request).
   fuse_ino_t ReplyEntry(fuse_req_t req, fuse_ino_t parent_ino, const VirtualDentry& parent,
-                        const char* name, const VirtualDentry& vd, fuse_file_info* create_fi) {
+                        const char* name, const VirtualDentry& vd, fuse_file_info* create_fi,
+                        vfs::FileHandle* create_h) {
     auto a = vfs->StatAt(vd);
     if (!a.has_value()) {
       Err(req, a.error());
@@ -329,7 +403,14 @@ struct FuseServer::Impl {
     e.attr = ToStat(vd, *a);
     e.entry_timeout = Timeout(parent);
     e.attr_timeout = Timeout(vd);
-    int rc = create_fi ? fuse_reply_create(req, &e, create_fi) : fuse_reply_entry(req, &e);
+    int rc;
+    if (create_fi) {
+      int32_t backing = 0;
+      if (std::shared_ptr<Node> n = Get(e.ino)) backing = Passthrough(*n, *create_h);
+      rc = ReplyOpen(req, create_fi, backing, &e);
+    } else {
+      rc = fuse_reply_entry(req, &e);
+    }
     if (rc != 0) {  // The kernel never saw it (interrupted).
       Forget(e.ino, 1);
       return 0;
@@ -341,7 +422,7 @@ struct FuseServer::Impl {
   void ReplyCreated(fuse_req_t req, fuse_ino_t parent_ino, const VirtualDentry& parent,
                     const char* name, const Result<VirtualDentry>& made) {
     if (!made.has_value()) return Err(req, made.error());
-    ReplyEntry(req, parent_ino, parent, name, *made, nullptr);
+    ReplyEntry(req, parent_ino, parent, name, *made, nullptr, nullptr);
   }
 };
 
@@ -386,6 +467,9 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   if (all_cache && (conn->capable & FUSE_CAP_CACHE_SYMLINKS)) {
     conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   }
+  // libfuse sends the reply after this returns; ArmInitPassthrough amends it.
+  impl->passthrough = impl->options.passthrough && InitOffersPassthrough();
+  if (impl->passthrough) ArmInitPassthrough();
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -404,7 +488,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     Err(req, vd.error());
     return;
   }
-  impl.ReplyEntry(req, parent, p->vd, name, *vd, nullptr);
+  impl.ReplyEntry(req, parent, p->vd, name, *vd, nullptr, nullptr);
 }
 
 void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -537,7 +621,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // FLUSH (at each close) writes back what this handle wrote: nothing for a read-only one,
   // so the kernel need not ask (FOPEN_NOFLUSH; a program's start opens hundreds of files).
   fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
-  if (fuse_reply_open(req, fi) != 0) impl.DropHandle(hd);
+  if (impl.ReplyOpen(req, fi, impl.Passthrough(*n, *hd->h), nullptr) != 0) impl.DropHandle(hd);
 }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -552,7 +636,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Handle* hd = impl.NewHandle(std::move(*h));
   fi->fh = reinterpret_cast<uint64_t>(hd);
   fi->keep_cache = impl.Timeout(at) > 0;
-  if (impl.ReplyEntry(req, parent, p->vd, name, at, fi) == 0) impl.DropHandle(hd);
+  if (impl.ReplyEntry(req, parent, p->vd, name, at, fi, hd->h.get()) == 0) impl.DropHandle(hd);
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
@@ -875,6 +959,9 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<vfs::Vfs> 
   }
   impl.mounted = true;
   impl.mountpoint = mountpoint;
+  if (auto r = InstallKernelIo(impl.se); !r.has_value()) {
+    LOG(WARNING) << "fuse: custom session I/O refused (" << r.error() << "): no passthrough";
+  }
   return s;
 }
 
@@ -942,6 +1029,10 @@ FuseServer::~FuseServer() {
 
 uint64_t FuseServer::received(uint32_t opcode) const {
   return impl_->loop ? impl_->loop->received(opcode) : 0;
+}
+
+bool FuseServer::passthrough() const {
+  return impl_->passthrough && impl_->backing_allowed.load(std::memory_order_relaxed);
 }
 
 size_t FuseServer::live_nodes() const {

@@ -61,6 +61,12 @@ struct FuseOptions {
   // directory a program reads, and the kernel keeps listings (a second one costs no
   // request). Offsets are then name hashes, valid in any listing of the directory.
   bool stateless_dirs = true;
+  // Regular files whose file system names a host fd for them (9p with fd donation) have
+  // their data read and written by the kernel on that host file (FUSE passthrough, Linux
+  // 6.9+, needs CAP_SYS_ADMIN): no READ or WRITE request, no copy through the sentry, and
+  // mmap maps the host's pages. Elsewhere, or where the kernel refuses, data goes through
+  // the sentry as before.
+  bool passthrough = true;
 };
 
 class FuseServer {
@@ -84,6 +90,9 @@ class FuseServer {
   size_t live_nodes() const;
   // Requests of FUSE opcode `opcode` (FUSE_OPENDIR, ...) received so far; 0 before Start().
   uint64_t received(uint32_t opcode) const;
+  // True once the kernel has agreed to passthrough (FuseOptions::passthrough) and accepted a
+  // backing file, or has not yet refused one.
+  bool passthrough() const;
 
   // Internal: what the libfuse callbacks reach through the request's user data.
   struct Impl;

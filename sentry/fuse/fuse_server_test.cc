@@ -10,7 +10,9 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <sys/statvfs.h>
+#include <sys/utsname.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -105,6 +107,16 @@ class FuseServerTest : public ::testing::TestWithParam<CachePolicy> {
     rmdir(mnt_.c_str());
   }
   hfs::path M(const std::string& rel) const { return mnt_ / rel; }
+  // Serves the same VFS again, with `o` (tests of the paths passthrough bypasses).
+  void Remount(const FuseOptions& o) {
+    ASSERT_TRUE(fuse_->Stop());
+    fuse_.reset();
+    std::string error;
+    auto s = FuseServer::Mount(vfs_, mnt_.string(), o, &error);
+    ASSERT_TRUE(s.has_value()) << error;
+    fuse_ = std::move(*s);
+    fuse_->Start();
+  }
 
   hfs::path host_, mnt_;
   std::unique_ptr<gofer::HostAttacher> attacher_;
@@ -210,8 +222,10 @@ TEST_P(FuseServerTest, LargeFileRoundTrip) {
 }
 
 // Reads are spliced from the donated host fd only when the sentry holds nothing newer: a
-// write not yet written back (fscache) must be what an uncached reader sees.
+// write not yet written back (fscache) must be what an uncached reader sees. (Data goes
+// through the sentry only without passthrough.)
 TEST_P(FuseServerTest, ReadsSeeWritesNotYetWrittenBack) {
+  Remount({.passthrough = false});
   std::string old(64 * 1024, 'o');
   std::ofstream(host_ / "sub/f", std::ios::binary) << old;
   p9::UniqueFd w(open(M("sub/f").c_str(), O_WRONLY));
@@ -374,12 +388,12 @@ TEST_P(FuseServerTest, RequestsTheKernelNeedNotSend) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(Slurp(M("hello")), "hello host");
   EXPECT_EQ(fuse_->received(FUSE_FLUSH), flushes);
   {
-    std::ofstream out(M("sub/w"));
+    std::ofstream out(M("t/w"));
     out << "x";
   }
-  // The write's close still asks, and still writes back.
+  // The write's close still asks (where passthrough does not write to the host at once).
   EXPECT_EQ(fuse_->received(FUSE_FLUSH), flushes + 1);
-  EXPECT_EQ(Slurp(host_ / "sub/w"), "x");
+  EXPECT_EQ(Slurp(M("t/w")), "x");
   // Symlink targets are kept by the kernel where every mount caches; a replaced link is a
   // new file and reads its own target.
   ASSERT_EQ(symlink("target-one", M("sub/ln").c_str()), 0);
@@ -647,6 +661,79 @@ TEST_P(FuseServerTest, DeadGoferIsEio) {
     std::ofstream(M("t/alive")) << "yes";
     EXPECT_EQ(Slurp(M("t/alive")), "yes");
   }
+}
+
+// True on kernels with FUSE passthrough (6.9 and later).
+bool KernelHasPassthrough() {
+  struct utsname u;
+  if (uname(&u) != 0) return false;
+  int major = 0, minor = 0;
+  if (sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 9);
+}
+
+// Host files' data never passes through the sentry: the kernel reads and writes it on the
+// host file itself (FUSE passthrough). Sizes and times stay right although the sentry sees
+// none of the writes, under both policies; tmpfs files still go through the sentry.
+TEST_P(FuseServerTest, PassthroughDoesHostFileIoInTheKernel) {
+  if (!KernelHasPassthrough()) GTEST_SKIP() << "kernel without FUSE passthrough";
+  const uint64_t reads = fuse_->received(FUSE_READ);
+  const uint64_t writes = fuse_->received(FUSE_WRITE);
+  EXPECT_EQ(Slurp(M("hello")), "hello host");
+  EXPECT_TRUE(fuse_->passthrough());  // Known once INIT is done, before the first request.
+
+  std::string data(100000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+  int fd = open(M("sub/pt").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  struct stat st;
+  ASSERT_EQ(stat(M("sub/pt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 100000);
+  // A chmod while writing: its reply carries the size the host has, not a cached one.
+  ASSERT_EQ(fchmod(fd, 0600), 0);
+  ASSERT_EQ(pwrite(fd, "end", 3, 200000), 3);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 200003);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  ASSERT_EQ(close(fd), 0);
+  // On the host at once, and read back through another open.
+  EXPECT_EQ(hfs::file_size(host_ / "sub/pt"), 200003u);
+  std::string back = Slurp(M("sub/pt"));
+  ASSERT_EQ(back.size(), 200003u);
+  EXPECT_EQ(back.substr(0, data.size()), data);
+  EXPECT_EQ(back.substr(200000), "end");
+  ASSERT_EQ(stat(M("sub/pt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 200003);
+  // Shrunk through a handle, then appended to: still one truth.
+  fd = open(M("sub/pt").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 10), 0);
+  ASSERT_EQ(write(fd, "XY", 2), 2);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_EQ(Slurp(M("sub/pt")), "abcdefghijXY");
+  EXPECT_EQ(Slurp(host_ / "sub/pt"), "abcdefghijXY");
+  ASSERT_EQ(stat(M("sub/pt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 12);
+  // mmap maps the host file.
+  fd = open(M("sub/pt").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  void* m = mmap(nullptr, 12, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(m, MAP_FAILED);
+  EXPECT_EQ(std::string(static_cast<char*>(m), 12), "abcdefghijXY");
+  static_cast<char*>(m)[0] = 'A';
+  ASSERT_EQ(msync(m, 12, MS_SYNC), 0);
+  munmap(m, 12);
+  close(fd);
+  EXPECT_EQ(Slurp(host_ / "sub/pt"), "AbcdefghijXY");
+
+  EXPECT_EQ(fuse_->received(FUSE_READ), reads);
+  EXPECT_EQ(fuse_->received(FUSE_WRITE), writes);
+  // tmpfs has no host file: its data goes through us.
+  std::ofstream(M("t/x")) << "tmp";
+  EXPECT_EQ(Slurp(M("t/x")), "tmp");
+  EXPECT_GT(fuse_->received(FUSE_READ), reads);
+  EXPECT_GT(fuse_->received(FUSE_WRITE), writes);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, FuseServerTest,

@@ -46,6 +46,9 @@ DEFINE_uint64(fuse_max_nodes, 10000,
               "gofer fid, i.e. a host fd in the gofer)");
 DEFINE_double(fuse_cache_timeout, 60.0,
               "Seconds the kernel may trust names and attributes of caching file systems");
+DEFINE_bool(fuse_passthrough, true,
+            "Let the kernel read and write host files itself (FUSE passthrough, Linux 6.9+) "
+            "instead of sending their data through the sentry");
 
 namespace sentry::sandbox {
 namespace {
@@ -107,6 +110,7 @@ int Main() {
   fo.debug = FLAGS_fuse_trace;
   fo.cache_timeout = FLAGS_fuse_cache_timeout;
   fo.max_nodes = FLAGS_fuse_max_nodes;
+  fo.passthrough = FLAGS_fuse_passthrough;
   fo.fsname = "sentry";
   auto server = fuse::FuseServer::Mount(vfs, FLAGS_mountpoint, fo, &error);
   if (!server.has_value()) Die(error);

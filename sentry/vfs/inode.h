@@ -50,6 +50,20 @@ class OpenFile {
     (void)offset, (void)len;
     return std::nullopt;
   }
+  // Host I/O (FUSE passthrough): a host fd on which the kernel may do all of this file's
+  // reads and writes itself, and the inode whose data that is (the caller checks it is the
+  // inode it opened: an overlay hands out its layers' files). nullopt: none. The fd stays
+  // owned by the file and valid while it is open.
+  struct HostIo {
+    int fd;
+    const Inode* inode;
+  };
+  virtual std::optional<HostIo> HostIoFile() const { return std::nullopt; }
+  // From now until this file is closed its data is read and written on HostIoFile()'s fd,
+  // not through ReadAt/WriteAt. The file system writes back what it holds for the file and
+  // keeps what it caches coherent with I/O it does not see (size and times come from the
+  // host while such a writable file is open). Only after HostIoFile() gave an fd.
+  virtual Result<void> StartHostIo() { return Errno(EOPNOTSUPP); }
 };
 
 class Inode : public std::enable_shared_from_this<Inode> {

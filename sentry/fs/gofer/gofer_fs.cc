@@ -5,6 +5,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <map>
 #include <mutex>
@@ -66,14 +67,7 @@ class GoferFile : public OpenFile {
         fid_(std::move(fid)),
         cache_(std::move(cache)),
         flags_(flags) {}
-  ~GoferFile() override {
-    // Close writes back what this file may have left dirty; an error here has no caller to
-    // report to (close(2) through FUSE calls Flush first), so it is logged.
-    if (cache_ && writable()) {
-      auto r = cache_->Flush(BackendWrite());
-      if (!r.has_value()) LOG(ERROR) << "9p: write-back on close failed: " << r.error();
-    }
-  }
+  ~GoferFile() override;
 
   Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override {
     if (cache_) return cache_->Read(dst, offset, BackendRead(), fid_.donated_fd() < 0);
@@ -108,6 +102,8 @@ class GoferFile : public OpenFile {
     if (!clean.has_value()) return std::nullopt;
     return HostExtent{fd, *clean};
   }
+  std::optional<HostIo> HostIoFile() const override;
+  Result<void> StartHostIo() override;
 
  private:
   bool writable() const { return (flags_ & O_ACCMODE) != O_RDONLY; }
@@ -125,6 +121,7 @@ class GoferFile : public OpenFile {
   ClientFile fid_;
   std::shared_ptr<PageCache> cache_;  // Null unless an fscache policy.
   const int flags_;                   // As the caller opened it.
+  bool host_io_ = false;              // StartHostIo() was called (by the opener, once).
 };
 
 // A snapshot of a directory's entries (fscache: directory contents are cached per inode).
@@ -177,6 +174,43 @@ class GoferInode : public Inode {
     std::lock_guard l(mu_);
     if (!attr_) attr_ = std::move(before);
   }
+  // Host I/O (GoferFile::StartHostIo): the kernel reads and writes the data on the host fd,
+  // unseen by us. While a writable such file is open, GetAttr takes size and times from the
+  // host; when it closes they are taken once more and the page cache restarts at the host's
+  // size (it holds nothing dirty: the file was flushed when host I/O started).
+  void HostIoStarted(bool writable, int fd) {
+    if (!writable) return;
+    std::lock_guard l(mu_);
+    host_writers_.push_back(fd);
+  }
+  void HostIoEnded(bool writable, int fd) {
+    if (!writable) return;
+    struct stat st;
+    bool known = fstat(fd, &st) == 0;
+    std::lock_guard l(mu_);
+    host_writers_.erase(std::find(host_writers_.begin(), host_writers_.end(), fd));
+    if (!known) {
+      attr_.reset();
+      pages_.reset();
+      return;
+    }
+    if (attr_) FromHost(*attr_, st);
+    if (pages_) pages_->Reset(static_cast<uint64_t>(st.st_size));
+  }
+  // What of `a` the host changes by writing: size, blocks, times (and, for completeness,
+  // what fstat reports alongside). The inode number stays the qid's.
+  static void FromHost(Attr& a, const struct stat& st) {
+    a.mode = st.st_mode;
+    a.nlink = st.st_nlink;
+    a.uid = st.st_uid;
+    a.gid = st.st_gid;
+    a.size = static_cast<uint64_t>(st.st_size);
+    a.blocks = static_cast<uint64_t>(st.st_blocks);
+    a.atime = st.st_atim;
+    a.mtime = st.st_mtim;
+    a.ctime = st.st_ctim;
+  }
+
   // A file written through this sandbox: its times move now (size comes from the pages).
   void Wrote() {
     if (!shared_->CachesAttrs()) return InvalidateAttrs();
@@ -190,10 +224,20 @@ class GoferInode : public Inode {
     std::shared_ptr<PageCache> pc;
     {
       std::lock_guard l(mu_);
-      pc = pages_;
+      // Host I/O may be writing: the host's size and times are the truth (fstat holds no
+      // lock the writers need; mu_ keeps the fd open).
+      const bool host = !host_writers_.empty();
+      if (!host) pc = pages_;
       if (shared_->CachesAttrs() && attr_) {
         Attr a = *attr_;
-        if (pc) a.size = pc->size();  // Authoritative while it may hold dirty data.
+        if (host) {
+          struct stat st;
+          if (fstat(host_writers_.front(), &st) != 0) return p9::LastErrno();
+          FromHost(a, st);
+          attr_ = a;
+        } else if (pc) {
+          a.size = pc->size();  // Authoritative while it may hold dirty data.
+        }
         return a;
       }
     }
@@ -569,6 +613,7 @@ class GoferInode : public Inode {
   std::mutex mu_;
   std::optional<Attr> attr_;  // Guarded by mu_. Only with an attribute-caching policy.
   std::shared_ptr<PageCache> pages_;  // Guarded by mu_. fscache policies, regular files.
+  std::vector<int> host_writers_;     // Guarded by mu_. See HostIoStarted.
   // fscache policies, directories: the listing and the names known not to exist.
   std::shared_ptr<const std::vector<DirEntry>> listing_;  // Guarded by mu_.
   std::set<std::string> negative_;                        // Guarded by mu_.
@@ -580,6 +625,35 @@ class GoferInode : public Inode {
   static constexpr size_t kMaxCachedXattrs = 64;
   std::map<std::string, std::optional<std::string>> xattrs_;  // Guarded by mu_.
 };
+
+GoferFile::~GoferFile() {
+  // Close writes back what this file may have left dirty; an error here has no caller to
+  // report to (close(2) through FUSE calls Flush first), so it is logged.
+  if (cache_ && writable()) {
+    auto r = cache_->Flush(BackendWrite());
+    if (!r.has_value()) LOG(ERROR) << "9p: write-back on close failed: " << r.error();
+  }
+  if (host_io_) inode_->HostIoEnded(writable(), fid_.donated_fd());
+}
+
+std::optional<OpenFile::HostIo> GoferFile::HostIoFile() const {
+  int fd = fid_.donated_fd();
+  if (fd < 0) return std::nullopt;
+  return HostIo{fd, inode_.get()};
+}
+
+Result<void> GoferFile::StartHostIo() {
+  if (host_io_ || fid_.donated_fd() < 0) return Errno(EINVAL);
+  // Data written in the sandbox and not yet on the host would be invisible to host I/O;
+  // writing it back needs a writable backend, which a read-only open does not have.
+  if (cache_ && cache_->dirty()) {
+    if (!writable()) return Errno(EBUSY);
+    P9_RETURN_IF_ERROR(cache_->Flush(BackendWrite()));
+  }
+  host_io_ = true;
+  inode_->HostIoStarted(writable(), fid_.donated_fd());
+  return p9::Ok();
+}
 
 Result<size_t> GoferFile::DirectRead(std::span<char> dst, uint64_t offset) {
   int fd = fid_.donated_fd();

@@ -503,6 +503,33 @@ TEST_P(GoferFsTest, AppendWritesAtTheEnd) {
   EXPECT_EQ(HostRead("hello"), "hello host+1+2");
 }
 
+// Host I/O (what FUSE passthrough does): the file's data is written on its host fd, unseen
+// by the file system. Size and times must still be the host's, while the writer is open and
+// after it closed, and data the sandbox had not written back must reach the host first.
+TEST_P(GoferFsTest, HostIoKeepsSizeAndDataCoherent) {
+  auto cached = vfs_->Open(root_, "/hello", O_WRONLY);
+  ASSERT_TRUE(cached.has_value());
+  ASSERT_TRUE((*cached)->WriteAt(std::span<const char>("HELLO", 5), 0).has_value());
+  auto h = vfs_->Open(root_, "/hello", O_RDWR);
+  ASSERT_TRUE(h.has_value());
+  auto io = (*h)->file->HostIoFile();
+  ASSERT_TRUE(io.has_value()) << "our gofer donates host fds";
+  EXPECT_EQ(io->inode, (*h)->at.dentry->inode().get());
+  ASSERT_TRUE((*h)->file->StartHostIo().has_value());
+  cached->reset();
+  EXPECT_EQ(HostRead("hello"), "HELLO host") << "written back when host I/O started";
+  ASSERT_EQ(pwrite(io->fd, "0123456789abcdef", 16, 100), 16);
+  auto a = vfs_->Stat(root_, "/hello");
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->size, 116u) << "while the host I/O writer is open";
+  ASSERT_EQ(ftruncate(io->fd, 3), 0);
+  EXPECT_EQ(vfs_->Stat(root_, "/hello")->size, 3u);
+  ASSERT_EQ(pwrite(io->fd, "LOxyz", 5, 3), 5);
+  h->reset();
+  EXPECT_EQ(vfs_->Stat(root_, "/hello")->size, 8u) << "after it closed";
+  EXPECT_EQ(Read("/hello"), "HELLOxyz") << "the sandbox's own reads see it too";
+}
+
 TEST(GoferMountOptionsTest, ParsesRunscOptionsAndRejectsBadOnes) {
   std::string err;
   auto o = ParseGoferMountOptions(

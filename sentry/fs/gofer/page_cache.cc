@@ -154,6 +154,12 @@ void PageCache::Truncate(uint64_t size) {
   }
 }
 
+void PageCache::Reset(uint64_t size) {
+  std::lock_guard l(mu_);
+  pages_.clear();
+  size_ = size;
+}
+
 uint64_t PageCache::size() const {
   std::lock_guard l(mu_);
   return size_;

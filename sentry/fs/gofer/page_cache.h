@@ -51,6 +51,9 @@ class PageCache {
   p9::Result<void> Flush(const WriteFn& wr);
   // The file was truncated (by us, after flushing) to `size`.
   void Truncate(uint64_t size);
+  // The file changed behind the cache (host I/O, after a Flush): every page is dropped and
+  // `size` is the file's size now.
+  void Reset(uint64_t size);
   uint64_t size() const;
   bool dirty() const;
 
