@@ -241,6 +241,20 @@ TEST_F(RunscTest, LsOfTheRootAndProcAndDev) {
   EXPECT_THAT(r.out, HasSubstr("zero=3"));
 }
 
+// A walk over more directories than the FUSE server keeps nodes for (10,000) makes it
+// evict; the kernel's /proc and /dev, mounted over the view, must stay.
+TEST_F(RunscTest, ProcAndDevSurviveNodeEviction) {
+  for (int i = 0; i < 120; ++i) {
+    for (int j = 0; j < 100; ++j) {
+      fs::create_directories(in_ / "many" / ("d" + std::to_string(i)) / ("e" + std::to_string(j)));
+    }
+  }
+  Result r = Do("find /in/many | wc -l && sleep 2 && echo x > /dev/null && "
+                "readlink /proc/self/exe && test -c /dev/null && echo alive");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "12121\n/usr/bin/readlink\nalive\n") << r.err;
+}
+
 TEST_F(RunscTest, TarCreateAndExtract) {
   Result r = Do("tar cf /out/in.tar -C /in . && mkdir /tmp/x && tar xf /out/in.tar -C /tmp/x && "
                 "diff -r /in /tmp/x && echo same");

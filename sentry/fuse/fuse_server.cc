@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -114,6 +115,12 @@ struct FuseServer::Impl {
   mutable std::mutex mu;
   std::unordered_map<fuse_ino_t, std::shared_ptr<Node>> nodes;            // Guarded by mu.
   std::map<std::pair<const vfs::Mount*, const vfs::Dentry*>, fuse_ino_t> ids;  // Guarded by mu.
+  // Dentries whose kernel entries are never invalidated (FuseServer::Pin), held alive so
+  // their keys stay unique.
+  std::vector<VirtualDentry> pinned;                                      // Guarded by mu.
+  bool Pinned(const VirtualDentry& vd) const {                            // REQUIRES: mu.
+    return std::find(pinned.begin(), pinned.end(), vd) != pinned.end();
+  }
   fuse_ino_t next_id = FUSE_ROOT_ID + 1;                                   // Guarded by mu.
 
   // Open handles, so those the kernel never released (a RELEASE still queued at unmount)
@@ -217,7 +224,7 @@ struct FuseServer::Impl {
       {
         std::lock_guard l(mu);
         for (const auto& [id, n] : nodes) {
-          if (id == FUSE_ROOT_ID || n->parent == 0) continue;
+          if (id == FUSE_ROOT_ID || n->parent == 0 || Pinned(n->vd)) continue;
           victims.emplace_back(n->last_used, n->parent, n->name);
         }
       }
@@ -1029,6 +1036,20 @@ FuseServer::~FuseServer() {
 
 uint64_t FuseServer::received(uint32_t opcode) const {
   return impl_->loop ? impl_->loop->received(opcode) : 0;
+}
+
+void FuseServer::Pin(const std::string& path) {
+  VirtualDentry at = impl_->vfs->root();
+  std::stringstream parts(path);
+  std::string name;
+  while (std::getline(parts, name, '/')) {
+    if (name.empty()) continue;
+    auto next = impl_->vfs->ns().Resolve(at, name, false);
+    if (!next.has_value()) return;
+    at = *next;
+    std::lock_guard l(impl_->mu);
+    if (!impl_->Pinned(at)) impl_->pinned.push_back(at);
+  }
 }
 
 bool FuseServer::passthrough() const {

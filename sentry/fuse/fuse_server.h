@@ -86,6 +86,11 @@ class FuseServer {
   // loop thread is then left to die with the process).
   bool Stop(int timeout_ms = 5000);
 
+  // Never invalidates the kernel's entries for absolute `path` or any directory on the way
+  // to it. Eviction invalidates entries, and the kernel detaches whatever is mounted on an
+  // invalidated entry or below it: the sandbox's /proc, /sys and /dev are mounted over this
+  // view. Components that do not exist are ignored.
+  void Pin(const std::string& path);
   // Node ids the kernel still holds, the root excluded (tests check FORGET frees them).
   size_t live_nodes() const;
   // Requests of FUSE opcode `opcode` (FUSE_OPENDIR, ...) received so far; 0 before Start().

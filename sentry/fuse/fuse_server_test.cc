@@ -643,6 +643,28 @@ TEST_P(FuseServerTest, KernelNodesAreBoundedByEviction) {
   EXPECT_EQ(Slurp(M("sub/e399")), "399");
 }
 
+// The kernel detaches what is mounted on an entry the server invalidates: eviction must
+// leave pinned entries (the sandbox's /proc, /sys and /dev) and their parents alone.
+TEST_P(FuseServerTest, MountsOverPinnedEntriesSurviveEviction) {
+  Remount({.max_nodes = 100});
+  hfs::create_directories(host_ / "sub/m");
+  fuse_->Pin("/sub/m");
+  ASSERT_EQ(mount("tmpfs", M("sub/m").c_str(), "tmpfs", 0, "size=64k"), 0) << strerror(errno);
+  std::ofstream(M("sub/m/marker")) << "here";
+  for (int i = 0; i < 400; ++i) std::ofstream(host_ / "sub" / ("e" + std::to_string(i))) << i;
+  for (int i = 0; i < 400; ++i) {
+    struct stat st;
+    ASSERT_EQ(stat(M("sub/e" + std::to_string(i)).c_str(), &st), 0);
+  }
+  for (int tries = 0; tries < 50 && fuse_->live_nodes() > 100; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_LE(fuse_->live_nodes(), 100u) << "eviction ran";
+  EXPECT_EQ(Slurp(M("sub/m/marker")), "here") << "the tmpfs is still mounted";
+  EXPECT_FALSE(hfs::exists(host_ / "sub/m/marker"));
+  umount2(M("sub/m").c_str(), MNT_DETACH);
+}
+
 TEST_P(FuseServerTest, DeadGoferIsEio) {
   std::ofstream(M("sub/f")) << "x";
   server_->Stop();  // Closes every connection: the sandbox's gofer is gone.

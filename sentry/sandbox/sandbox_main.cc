@@ -114,6 +114,7 @@ int Main() {
   fo.fsname = "sentry";
   auto server = fuse::FuseServer::Mount(vfs, FLAGS_mountpoint, fo, &error);
   if (!server.has_value()) Die(error);
+  for (const std::string& p : KernelMountPoints()) (*server)->Pin(p);
   (*server)->Start();
 
   WorkloadSpec ws;

@@ -69,7 +69,7 @@ void Check(int rc, const char* what, const char* arg = nullptr) {
   if (rc != 0) Fail(what, arg, errno, kExitSetupFailed);
 }
 
-// The kernel file systems the workload sees over the view.
+// The kernel file systems the workload sees over the view (at KernelMountPoints()).
 void MountKernelFileSystems() {
   Check(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount",
         "/proc");

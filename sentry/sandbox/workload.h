@@ -49,6 +49,13 @@ struct WorkloadSpec {
   struct rlimit nofile = {1024, 4096};
 };
 
+// Where the init mounts the kernel's own file systems over the view (the FUSE server must
+// never invalidate these entries: see FuseServer::Pin).
+inline const std::vector<std::string>& KernelMountPoints() {
+  static const std::vector<std::string> points = {"/proc", "/sys", "/dev"};
+  return points;
+}
+
 // Returns the init's pid (in the caller's PID namespace). The caller reaps it; its exit
 // status is the workload's (see WorkloadExitCode).
 p9::Result<pid_t> StartWorkload(const WorkloadSpec& spec, std::string* error);
