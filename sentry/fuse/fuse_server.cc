@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "glog/logging.h"
-#include "sentry/fuse/passthrough.h"
+#include "sentry/fuse/kernel_io.h"
 #include "sentry/fuse/session_loop.h"
 
 namespace sentry::fuse {
@@ -46,7 +46,7 @@ struct Node {
   // is dropped. Guarded by list_mu.
   std::mutex list_mu;
   std::shared_ptr<const Listing> listing;
-  // Passthrough (passthrough.h): the backing file the kernel does this regular file's I/O
+  // Passthrough (kernel_io.h): the backing file the kernel does this regular file's I/O
   // on, registered at the first open that can use one and closed when the kernel forgets
   // the node. The kernel insists that every open of a node in passthrough uses the same
   // one; the node's inode never changes, so neither does its host file. 0: none yet; -1:
@@ -455,6 +455,8 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // Writes go through our own write path (the 9p page cache, or the donated fd); the
   // kernel's write-back cache would hide errors until close.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // (libfuse 3.14 never puts this one in its INIT reply; the session loop serves requests
+  // one at a time unless one may block, so the kernel's per-directory lock costs little.)
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   // Without OPENDIR the kernel also keeps each listing in its page cache (FOPEN_CACHE_DIR,
@@ -474,7 +476,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   if (all_cache && (conn->capable & FUSE_CAP_CACHE_SYMLINKS)) {
     conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   }
-  // libfuse sends the reply after this returns; ArmInitPassthrough amends it.
+  // libfuse sends the reply after this returns; ArmInitPassthrough amends it (kernel_io.h).
   impl->passthrough = impl->options.passthrough && InitOffersPassthrough();
   if (impl->passthrough) ArmInitPassthrough();
 }

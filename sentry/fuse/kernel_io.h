@@ -1,6 +1,6 @@
-// FUSE passthrough (Linux 6.9+): the kernel reads and writes an open file's data on a host
-// file itself, with no FUSE READ or WRITE reaching us. Debian 12's libfuse (3.14) predates
-// it, so this file adds what libfuse cannot say, on libfuse's own session:
+// What Debian 12's libfuse (3.14) cannot say to the kernel, said on libfuse's own session:
+// FUSE passthrough (Linux 6.9+), where the kernel reads and writes an open file's data on a
+// host file itself, with no FUSE READ or WRITE reaching us. libfuse 3.14 predates it.
 //
 //  - the I/O of the session goes through our callbacks (fuse_session_custom_io). The read
 //    callback sees the kernel's INIT request (does it offer passthrough?); the writev
@@ -13,8 +13,8 @@
 //
 // Arming is per thread: libfuse sends a reply on the thread that calls fuse_reply_*. Arm,
 // reply, then check LastArmedApplied() (a reply of another shape is sent unchanged).
-#ifndef SENTRY_FUSE_PASSTHROUGH_H_
-#define SENTRY_FUSE_PASSTHROUGH_H_
+#ifndef SENTRY_FUSE_KERNEL_IO_H_
+#define SENTRY_FUSE_KERNEL_IO_H_
 
 #include <cstdint>
 
@@ -33,7 +33,7 @@ p9::Result<void> InstallKernelIo(fuse_session* se);
 bool InitOffersPassthrough();
 
 // Arms the calling thread's next reply. Only between InstallKernelIo and the reply.
-void ArmInitPassthrough();            // INIT: passthrough on.
+void ArmInitPassthrough();  // INIT: passthrough on (only if InitOffersPassthrough()).
 void ArmOpenPassthrough(int32_t id);  // OPEN or CREATE: do the file's I/O on backing `id`.
 void Disarm();
 // True if the last armed reply on this thread was amended (it had the expected shape).
@@ -45,4 +45,4 @@ void BackingClose(int dev, int32_t id);
 
 }  // namespace sentry::fuse
 
-#endif  // SENTRY_FUSE_PASSTHROUGH_H_
+#endif  // SENTRY_FUSE_KERNEL_IO_H_

@@ -1,4 +1,4 @@
-#include "sentry/fuse/passthrough.h"
+#include "sentry/fuse/kernel_io.h"
 
 #include <fcntl.h>
 #include <fuse3/fuse_lowlevel.h>
