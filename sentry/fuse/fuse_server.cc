@@ -5,6 +5,8 @@
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 
+#include <dirent.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -473,6 +475,12 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // Symlink targets in the kernel's page cache: a symlink never changes in place, and where
   // every change goes through us a replaced one is a new node. (Where the host may replace
   // one, a reused inode number could keep a node and its stale target: not there.)
+  // READDIRPLUS, where entries may be kept (FUSE_READDIRPLUS_AUTO: the kernel asks for it
+  // at the start of a listing and after lookups in the directory; libfuse turns both on
+  // since we have the op). With timeouts of 0 its entries would be dropped at once.
+  if (!(all_cache && impl->options.readdirplus)) {
+    conn->want &= ~static_cast<unsigned>(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+  }
   if (all_cache && (conn->capable & FUSE_CAP_CACHE_SYMLINKS)) {
     conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   }
@@ -741,33 +749,65 @@ std::shared_ptr<const Listing> MakeListing(std::vector<vfs::DirEntry> all) {
   return l;
 }
 
-// Replies to a READDIR of at most `size` bytes with the entries of `listing` after cookie
-// `after`. True when the reply holds the last entry: the reader comes back only with
-// kDirEnd, which needs no listing.
-bool ReplyListing(fuse_req_t req, size_t size, const Listing& listing, uint64_t after) {
+// READDIRPLUS: the directory listed (node `ino`, dentry `vd`). Each subdirectory comes
+// with its entry, looked up as LOOKUP would (node id, attributes, timeouts), so a walker
+// that descends costs the kernel no LOOKUP; other entries come with node id 0 (the kernel
+// then keeps only name and type, as after READDIR), which costs no lookup here.
+struct Plus {
+  fuse_ino_t ino;
+  VirtualDentry vd;
+};
+
+// Replies to a READDIR (or READDIRPLUS, with `plus`) of at most `size` bytes with the
+// entries of `listing` after cookie `after`. True when the reply holds the last entry: the
+// reader comes back only with kDirEnd, which needs no listing.
+bool ReplyListing(fuse_req_t req, size_t size, const Listing& listing, uint64_t after,
+                  const Plus* plus) {
+  Impl& impl = Impl::Of(req);
   const auto& cookies = listing.cookies;
   size_t i = static_cast<size_t>(std::upper_bound(cookies.begin(), cookies.end(), after) -
                                  cookies.begin());
   std::vector<char> buf(size);
   size_t used = 0;
+  std::vector<fuse_ino_t> given;  // Node ids whose lookup count this reply raises.
   for (; i < cookies.size(); ++i) {
     const vfs::DirEntry& e = listing.entries[i];
-    struct stat st{};
-    st.st_ino = e.ino;
-    st.st_mode = static_cast<mode_t>(e.type) << 12;
+    fuse_entry_param ep{};
+    ep.attr.st_ino = e.ino;
+    ep.attr.st_mode = static_cast<mode_t>(e.type) << 12;
     off_t next = static_cast<off_t>(i + 1 == cookies.size() ? kDirEnd : cookies[i]);
-    size_t need =
-        fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st, next);
+    char* at = buf.data() + used;
+    if (!plus) {
+      size_t need = fuse_add_direntry(req, at, size - used, e.name.c_str(), &ep.attr, next);
+      if (need > size - used) break;
+      used += need;
+      continue;
+    }
+    size_t need = fuse_add_direntry_plus(req, nullptr, 0, e.name.c_str(), &ep, next);
     if (need > size - used) break;
+    if (e.type == DT_DIR && i >= 2) {  // Not "." or "..", which the kernel skips.
+      auto vd = impl.vfs->ns().Resolve(plus->vd, e.name, false);
+      auto a = vd.has_value() ? impl.vfs->StatAt(*vd) : Result<vfs::Attr>(vd.error());
+      if (a.has_value()) {  // Else the name alone; a LOOKUP will say what is wrong.
+        ep.ino = impl.Ref(*vd, plus->ino, e.name);
+        given.push_back(ep.ino);
+        ep.attr = impl.ToStat(*vd, *a);
+        ep.entry_timeout = impl.Timeout(plus->vd);
+        ep.attr_timeout = impl.Timeout(*vd);
+      }
+    }
+    fuse_add_direntry_plus(req, at, size - used, e.name.c_str(), &ep, next);
     used += need;
   }
-  fuse_reply_buf(req, buf.data(), used);
+  if (fuse_reply_buf(req, buf.data(), used) != 0) {
+    for (fuse_ino_t id : given) impl.Forget(id, 1);  // The kernel never saw them.
+  }
   return i == cookies.size();
 }
 
 // Without a handle (stateless_dirs): the node's listing, replaced at each read from offset 0
 // and dropped once a reader has it all.
-void ReaddirStateless(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
+void ReaddirStateless(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Impl& impl = Impl::Of(req);
   NODE_OR_REPLY(n, ino);
   const uint64_t after = static_cast<uint64_t>(off);
@@ -787,14 +827,16 @@ void ReaddirStateless(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
     std::lock_guard l(n->list_mu);
     n->listing = listing;
   }
-  if (ReplyListing(req, size, *listing, after)) {
+  Plus p{ino, n->vd};
+  if (ReplyListing(req, size, *listing, after, plus ? &p : nullptr)) {
     std::lock_guard l(n->list_mu);
     if (n->listing == listing) n->listing.reset();
   }
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  if (fi->fh == 0) return ReaddirStateless(req, ino, size, off);
+void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+             bool plus) {
+  if (fi->fh == 0) return ReaddirStateless(req, ino, size, off, plus);
   Impl& impl = Impl::Of(req);
   HandleUse hd(fi);
   std::shared_ptr<const Listing> listing;
@@ -814,7 +856,17 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
     listing = hd->listing;
   }
   if (error.value() != 0) return Err(req, error);
-  ReplyListing(req, size, *listing, static_cast<uint64_t>(off));
+  Plus p{ino, hd->h->at};
+  ReplyListing(req, size, *listing, static_cast<uint64_t>(off), plus ? &p : nullptr);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Readdir(req, ino, size, off, fi, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   fuse_file_info* fi) {
+  Readdir(req, ino, size, off, fi, true);
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -918,6 +970,7 @@ const fuse_lowlevel_ops kOps = [] {
   o.fsync = OpFsync;
   o.opendir = OpOpendir;
   o.readdir = OpReaddir;
+  o.readdirplus = OpReaddirplus;
   o.releasedir = OpReleasedir;
   o.fsyncdir = OpFsyncdir;
   o.statfs = OpStatfs;

@@ -67,6 +67,9 @@ struct FuseOptions {
   // mmap maps the host's pages. Elsewhere, or where the kernel refuses, data goes through
   // the sentry as before.
   bool passthrough = true;
+  // Where every mount caches, directory listings carry each subdirectory's entry
+  // (READDIRPLUS): a walker that descends needs no LOOKUP.
+  bool readdirplus = true;
 };
 
 class FuseServer {

@@ -601,6 +601,56 @@ TEST_P(FuseServerTest, StuckFsyncDoesNotStallOtherRequests) {
   close(fd);
 }
 
+// Where every mount caches, a listing carries its subdirectories' entries (READDIRPLUS): a
+// walker that descends asks for no LOOKUP, the attributes are the host's, and the nodes it
+// created are forgotten like any other.
+TEST_P(FuseServerTest, ListingsCarrySubdirectoryEntries) {
+  const bool caching = GetParam() == CachePolicy::kFscache;
+  for (int i = 0; i < 30; ++i) {
+    hfs::create_directories(host_ / "tree" / ("d" + std::to_string(i)) / "inner");
+    std::ofstream(host_ / "tree" / ("f" + std::to_string(i))) << i;
+  }
+  chmod((host_ / "tree/d7").c_str(), 0701);
+  auto list = [](const hfs::path& p) {
+    DIR* d = opendir(p.c_str());
+    if (d == nullptr) return std::vector<std::string>{"<" + std::string(strerror(errno)) + ">"};
+    auto names = ReadRest(d);
+    closedir(d);
+    return names;
+  };
+  EXPECT_EQ(list(M("tree")).size(), 62u);  // With "." and "..".
+  const uint64_t lookups = fuse_->received(FUSE_LOOKUP);
+  for (int i = 0; i < 30; ++i) {
+    std::string d = "tree/d" + std::to_string(i);
+    struct stat st, host;
+    ASSERT_EQ(lstat(M(d).c_str(), &st), 0) << d;
+    ASSERT_EQ(lstat((host_ / d).c_str(), &host), 0);
+    EXPECT_EQ(st.st_mode, host.st_mode) << d;
+    EXPECT_EQ(st.st_nlink, host.st_nlink) << d;
+    EXPECT_EQ(st.st_mtim.tv_sec, host.st_mtim.tv_sec) << d;
+    EXPECT_EQ(list(M(d)).size(), 3u) << d;  // ".", "..", "inner".
+  }
+  if (caching) {
+    EXPECT_EQ(fuse_->received(FUSE_LOOKUP), lookups) << "no LOOKUP for listed directories";
+    EXPECT_GT(fuse_->received(FUSE_READDIRPLUS), 0u);
+  } else {
+    EXPECT_GE(fuse_->received(FUSE_LOOKUP), lookups + 30) << "revalidating: every name asks";
+    EXPECT_EQ(fuse_->received(FUSE_READDIRPLUS), 0u);
+  }
+  // Files come without an entry: looking one up still asks (and finds it).
+  struct stat st;
+  ASSERT_EQ(stat(M("tree/f3").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 1);
+  // The nodes READDIRPLUS gave the kernel are forgotten when it drops them.
+  const size_t nodes = fuse_->live_nodes();
+  EXPECT_GE(nodes, 30u);
+  for (int tries = 0; tries < 50 && fuse_->live_nodes() + 20 > nodes; ++tries) {
+    std::ofstream("/proc/sys/vm/drop_caches") << "2";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_LE(fuse_->live_nodes() + 20, nodes);
+}
+
 TEST_P(FuseServerTest, ForgottenNodesAreFreed) {
   for (int i = 0; i < 50; ++i) std::ofstream(M("t/n" + std::to_string(i))) << i;
   struct stat st;

@@ -49,6 +49,9 @@ DEFINE_double(fuse_cache_timeout, 60.0,
 DEFINE_bool(fuse_passthrough, true,
             "Let the kernel read and write host files itself (FUSE passthrough, Linux 6.9+) "
             "instead of sending their data through the sentry");
+DEFINE_bool(fuse_readdirplus, true,
+            "Directory listings carry each subdirectory's entry (READDIRPLUS), so descending "
+            "needs no LOOKUP");
 
 namespace sentry::sandbox {
 namespace {
@@ -111,6 +114,7 @@ int Main() {
   fo.cache_timeout = FLAGS_fuse_cache_timeout;
   fo.max_nodes = FLAGS_fuse_max_nodes;
   fo.passthrough = FLAGS_fuse_passthrough;
+  fo.readdirplus = FLAGS_fuse_readdirplus;
   fo.fsname = "sentry";
   auto server = fuse::FuseServer::Mount(vfs, FLAGS_mountpoint, fo, &error);
   if (!server.has_value()) Die(error);
