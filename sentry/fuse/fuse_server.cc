@@ -749,10 +749,14 @@ std::shared_ptr<const Listing> MakeListing(std::vector<vfs::DirEntry> all) {
   return l;
 }
 
-// READDIRPLUS: the directory listed (node `ino`, dentry `vd`). Each subdirectory comes
-// with its entry, looked up as LOOKUP would (node id, attributes, timeouts), so a walker
-// that descends costs the kernel no LOOKUP; other entries come with node id 0 (the kernel
-// then keeps only name and type, as after READDIR), which costs no lookup here.
+// READDIRPLUS: the directory listed (node `ino`, dentry `vd`). Subdirectories come with
+// their entry, looked up as LOOKUP would (node id, attributes, timeouts), so a walker that
+// descends costs the kernel no LOOKUP; other entries come with node id 0 (the kernel then
+// keeps only name and type, as after READDIR), which costs no lookup here. A lookup here
+// can cost a gofer round trip that a mere listing (ls) would not have paid, so a reply
+// looks up at most kPlusLookups subdirectories (every one of most directories); the rest
+// come as names, and a walker looks those up itself.
+constexpr size_t kPlusLookups = 64;
 struct Plus {
   fuse_ino_t ino;
   VirtualDentry vd;
@@ -785,7 +789,8 @@ bool ReplyListing(fuse_req_t req, size_t size, const Listing& listing, uint64_t 
     }
     size_t need = fuse_add_direntry_plus(req, nullptr, 0, e.name.c_str(), &ep, next);
     if (need > size - used) break;
-    if (e.type == DT_DIR && i >= 2) {  // Not "." or "..", which the kernel skips.
+    // Not "." or "..", which the kernel skips.
+    if (e.type == DT_DIR && i >= 2 && given.size() < kPlusLookups) {
       auto vd = impl.vfs->ns().Resolve(plus->vd, e.name, false);
       auto a = vd.has_value() ? impl.vfs->StatAt(*vd) : Result<vfs::Attr>(vd.error());
       if (a.has_value()) {  // Else the name alone; a LOOKUP will say what is wrong.
