@@ -128,15 +128,18 @@ int Main() {
       sock_dir = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     }
     Jail();
-    p9::Server server(attacher, opts);
-    server.Listen(std::move(*l));
-    Confine();
-    LOG(INFO) << "gofer: serving " << FLAGS_root << " on " << FLAGS_listen;
+    // Blocked before any server thread exists, so every thread inherits the mask and the
+    // signal waits for sigwait below. (Blocked later, a SIGTERM arriving before this thread
+    // reached sigwait went to a server thread and killed the process: a CI failure.)
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    p9::Server server(attacher, opts);
+    server.Listen(std::move(*l));
+    Confine();
+    LOG(INFO) << "gofer: serving " << FLAGS_root << " on " << FLAGS_listen;
     int sig = 0;
     sigwait(&set, &sig);
     LOG(INFO) << "gofer: signal " << sig << ", stopping";

@@ -306,6 +306,22 @@ TEST_F(GoferBinaryTest, ListensOnTcpAndStopsOnSigterm) {
     EXPECT_EQ(*f->ReadAll(), "root file");
     EXPECT_EQ(r->Mkdir("d", 0755).error(), Errno(EROFS));
   }
+  // SIGTERM must reach the main thread's sigwait whenever it comes: every other thread
+  // blocks it (a thread that did not would take its default action and kill the gofer).
+  size_t others = 0;
+  for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(g.pid) + "/task")) {
+    if (t.path().filename() == std::to_string(g.pid)) continue;
+    std::ifstream status(t.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (!line.starts_with("SigBlk:")) continue;
+      uint64_t blocked = std::stoull(line.substr(7), nullptr, 16);
+      EXPECT_TRUE(blocked & (uint64_t{1} << (SIGTERM - 1))) << t.path() << ": " << line;
+      EXPECT_TRUE(blocked & (uint64_t{1} << (SIGINT - 1))) << t.path() << ": " << line;
+      ++others;
+    }
+  }
+  EXPECT_GT(others, 0u) << "the server's threads";
   kill(g.pid, SIGTERM);
   EXPECT_EQ(g.Wait(), 0) << g.Stderr();
 }
