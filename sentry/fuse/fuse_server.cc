@@ -18,6 +18,7 @@
 #include "glog/logging.h"
 #include "sentry/fuse/kernel_io.h"
 #include "sentry/fuse/session_loop.h"
+#include "sentry/fuse/uring_queues.h"
 
 namespace sentry::fuse {
 
@@ -206,6 +207,24 @@ struct FuseServer::Impl {
   std::thread evictor;
   // Lives as long as the session; Run() on FuseServer::loop_.
   std::unique_ptr<SessionLoop> loop;
+  // FUSE over io_uring (FuseOptions::uring): started with the loop, registered after INIT
+  // if the kernel took it, joined after the loop ends.
+  std::unique_ptr<UringQueues> uring;
+  std::atomic<bool> uring_active{false};
+
+  // On the thread that served INIT, after its reply: the rings take over if it turned
+  // them on, and the /dev/fuse reader stops polling (what is left there is rare).
+  void AfterInit() {
+    if (!uring) return;
+    if (!InitAppliedUring()) return uring->Abandon();
+    if (uring->Register()) {
+      uring_active = true;
+      loop->set_spin(std::chrono::nanoseconds(0));
+      VLOG(1) << "fuse: requests come through io_uring";
+    } else {
+      LOG(WARNING) << "fuse: the kernel refused the io_uring queues; requests go through /dev/fuse";
+    }
+  }
 
   // Requests whose handler may wait for long, so the loop hands reading on first: fsync
   // waits for the host's disk. (FIFOs and devices never reach us: the kernel serves special
@@ -484,9 +503,11 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   if (all_cache && (conn->capable & FUSE_CAP_CACHE_SYMLINKS)) {
     conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   }
-  // libfuse sends the reply after this returns; ArmInitPassthrough amends it (kernel_io.h).
+  // libfuse sends the reply after this returns; ArmInit amends it (kernel_io.h), and
+  // Impl::AfterInit registers the rings if it turned them on.
   impl->passthrough = impl->options.passthrough && InitOffersPassthrough();
-  if (impl->passthrough) ArmInitPassthrough();
+  size_t ring = impl->uring && InitOffersUring() && impl->uring->Ready() ? impl->uring->payload() : 0;
+  if (impl->passthrough || ring > 0) ArmInit(impl->passthrough, ring);
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -665,7 +686,8 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
     bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     bv.buf[0].fd = ext->fd;
     bv.buf[0].pos = off;
-    fuse_reply_data(req, &bv, static_cast<fuse_buf_copy_flags>(0));
+    // A reply through a ring entry is copied into it: no splice.
+    fuse_reply_data(req, &bv, ReplyingToRing() ? FUSE_BUF_NO_SPLICE : fuse_buf_copy_flags{});
     return;
   }
   thread_local std::vector<char> buf;
@@ -1036,12 +1058,26 @@ void FuseServer::Start() {
   if (started_) return;
   started_ = true;
   impl_->evictor = std::thread([impl = impl_.get()] { impl->EvictLoop(); });
+  if (impl_->options.uring) {
+    // Payload room for the largest request INIT allows (max_write: max_io).
+    size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    size_t payload = (std::max<size_t>(impl_->options.max_io, 8192) + page - 1) / page * page;
+    impl_->uring = UringQueues::Start(impl_->se, {.payload = payload, .may_block = &Impl::MayBlock});
+  }
   impl_->loop = std::make_unique<SessionLoop>(
-      impl_->se, SessionLoop::Options{.spin = impl_->options.spin},
+      impl_->se,
+      SessionLoop::Options{.spin = impl_->options.spin,
+                           .after_init = [impl = impl_.get()] { impl->AfterInit(); }},
       &Impl::MayBlock);
   loop_ = std::thread([this] {
     int rc = impl_->loop->Run();
     if (rc != 0) VLOG(1) << "fuse: loop ended with " << rc;
+    // The rings end with the connection too. Abandoned if the session ended before INIT
+    // was served (a no-op once registered).
+    if (impl_->uring) {
+      impl_->uring->Abandon();
+      impl_->uring->Join();
+    }
     std::lock_guard l(done_mu_);
     done_ = true;
     done_cv_.notify_all();
@@ -1095,7 +1131,15 @@ FuseServer::~FuseServer() {
 }
 
 uint64_t FuseServer::received(uint32_t opcode) const {
-  return impl_->loop ? impl_->loop->received(opcode) : 0;
+  uint64_t n = impl_->loop ? impl_->loop->received(opcode) : 0;
+  if (impl_->uring) n += impl_->uring->received(opcode);
+  return n;
+}
+
+bool FuseServer::uring() const { return impl_->uring_active.load(); }
+
+uint64_t FuseServer::ring_received(uint32_t opcode) const {
+  return impl_->uring ? impl_->uring->received(opcode) : 0;
 }
 
 void FuseServer::Pin(const std::string& path) {

@@ -18,8 +18,9 @@
 // ENOTCONN) is reported as EIO, as the kernel's own 9p client does.
 //
 // Threads: the session loop (session_loop.h) serves requests on a leader/follower set of
-// threads, handing reading on before a request that may block; every handler may run
-// concurrently. mu_ guards the node table and ino_mu_ the st_ino map; neither is held while
+// threads, handing reading on before a request that may block; with FUSE over io_uring
+// (uring_queues.h) one thread per CPU serves that CPU's requests instead, and the session
+// loop only what still comes through /dev/fuse. Every handler may run concurrently. mu_ guards the node table and ino_mu_ the st_ino map; neither is held while
 // calling the VFS. A directory handle's snapshot, and a node's listings, are guarded by
 // their own mutexes.
 #ifndef SENTRY_FUSE_FUSE_SERVER_H_
@@ -70,6 +71,11 @@ struct FuseOptions {
   // Where every mount caches, directory listings carry each subdirectory's entry
   // (READDIRPLUS): a walker that descends needs no LOOKUP.
   bool readdirplus = true;
+  // Requests come through per-CPU io_uring queues where the kernel offers it (Linux 6.14+,
+  // `echo Y > /sys/module/fuse/parameters/enable_uring`): each served on the CPU that made
+  // it, with no wake-up of the other CPU. Elsewhere, or if the rings cannot be set up,
+  // everything goes through /dev/fuse as before.
+  bool uring = true;
 };
 
 class FuseServer {
@@ -98,6 +104,10 @@ class FuseServer {
   size_t live_nodes() const;
   // Requests of FUSE opcode `opcode` (FUSE_OPENDIR, ...) received so far; 0 before Start().
   uint64_t received(uint32_t opcode) const;
+  // True once the kernel takes requests through the io_uring queues (FuseOptions::uring).
+  bool uring() const;
+  // Of received(opcode), those that came through the io_uring queues.
+  uint64_t ring_received(uint32_t opcode) const;
   // True once the kernel has agreed to passthrough (FuseOptions::passthrough) and accepted a
   // backing file, or has not yet refused one.
   bool passthrough() const;

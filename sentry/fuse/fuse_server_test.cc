@@ -1,7 +1,9 @@
 // The FUSE frontend under real syscalls: a FUSE mount (in this test's private mount
 // namespace) of a sentry VFS whose root is 9p over our gofer (in process, real socketpair,
 // real temp tree), with a tmpfs and a read-only tmpfs mounted inside. Run for the shared
-// (remote_revalidating) and exclusive (fscache) policies.
+// (remote_revalidating) and exclusive (fscache) policies, each with requests through
+// /dev/fuse and through the io_uring queues (the latter skipped where the kernel does not
+// offer FUSE over io_uring: tools/test.sh turns the fuse module's enable_uring on).
 #include "sentry/fuse/fuse_server.h"
 
 #include <dirent.h>
@@ -47,6 +49,20 @@ const bool kPrivateMounts = [] {
   return mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
 }();
 
+bool KernelOffersUring() {
+  std::ifstream f("/sys/module/fuse/parameters/enable_uring");
+  char c = 'N';
+  return (f >> c) && c == 'Y';
+}
+
+struct Variant {
+  CachePolicy policy;
+  bool uring;  // FuseOptions::uring
+};
+void PrintTo(const Variant& v, std::ostream* os) {
+  *os << fs::CachePolicyName(v.policy) << (v.uring ? "/uring" : "/dev");
+}
+
 std::string Slurp(const hfs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -54,9 +70,15 @@ std::string Slurp(const hfs::path& p) {
   return ss.str();
 }
 
-class FuseServerTest : public ::testing::TestWithParam<CachePolicy> {
+class FuseServerTest : public ::testing::TestWithParam<Variant> {
  protected:
+  CachePolicy policy() const { return GetParam().policy; }
+  bool uring() const { return GetParam().uring; }
+
   void SetUp() override {
+    if (uring() && !KernelOffersUring()) {
+      GTEST_SKIP() << "the kernel does not offer FUSE over io_uring (enable_uring=N)";
+    }
     ASSERT_TRUE(kPrivateMounts) << "needs root: unshare(CLONE_NEWNS) failed";
     char host[] = "/tmp/fuse_test_host.XXXXXX";
     ASSERT_NE(mkdtemp(host), nullptr);
@@ -78,7 +100,7 @@ class FuseServerTest : public ::testing::TestWithParam<CachePolicy> {
     server_->AddConnection(std::move(pair->second));
     int fd = pair->first.release();
     std::string data = "trans=fd,rfdno=" + std::to_string(fd) + ",wfdno=" + std::to_string(fd) +
-                       ",cache=" + fs::CachePolicyName(GetParam());
+                       ",cache=" + fs::CachePolicyName(policy());
     std::string error;
     auto g = fs::GoferFs::Mount(data, &error);
     ASSERT_TRUE(g.has_value()) << error;
@@ -88,10 +110,21 @@ class FuseServerTest : public ::testing::TestWithParam<CachePolicy> {
     ASSERT_TRUE(vfs_->MountAt("/t", std::make_shared<fs::Tmpfs>(), {}, "none").has_value());
     ASSERT_TRUE(vfs_->MountAt("/ro", std::make_shared<fs::Tmpfs>(), {.read_only = true}, "none")
                     .has_value());
-    auto s = FuseServer::Mount(vfs_, mnt_.string(), {}, &error);
+    auto s = FuseServer::Mount(vfs_, mnt_.string(), {.uring = uring()}, &error);
     ASSERT_TRUE(s.has_value()) << error;
     fuse_ = std::move(*s);
     fuse_->Start();
+    if (uring()) ASSERT_TRUE(AwaitRings()) << "the rings never took over";
+  }
+  // After Start(): waits until the rings have taken over (FuseOptions::uring). A request of
+  // ours can be served by them just before the server notes it, so this polls.
+  bool AwaitRings() {
+    struct stat st;
+    if (stat(mnt_.c_str(), &st) != 0) return false;
+    for (int i = 0; i < 500 && !fuse_->uring(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return fuse_->uring();
   }
   void TearDown() override {
     if (fuse_) {
@@ -108,14 +141,16 @@ class FuseServerTest : public ::testing::TestWithParam<CachePolicy> {
   }
   hfs::path M(const std::string& rel) const { return mnt_ / rel; }
   // Serves the same VFS again, with `o` (tests of the paths passthrough bypasses).
-  void Remount(const FuseOptions& o) {
+  void Remount(FuseOptions o) {
     ASSERT_TRUE(fuse_->Stop());
     fuse_.reset();
     std::string error;
+    o.uring = uring();
     auto s = FuseServer::Mount(vfs_, mnt_.string(), o, &error);
     ASSERT_TRUE(s.has_value()) << error;
     fuse_ = std::move(*s);
     fuse_->Start();
+    if (uring()) ASSERT_TRUE(AwaitRings());
   }
 
   hfs::path host_, mnt_;
@@ -231,7 +266,7 @@ TEST_P(FuseServerTest, ReadsSeeWritesNotYetWrittenBack) {
   p9::UniqueFd w(open(M("sub/f").c_str(), O_WRONLY));
   ASSERT_GE(w.get(), 0);
   ASSERT_EQ(pwrite(w.get(), "NEW", 3, 40000), 3);
-  if (GetParam() == CachePolicy::kFscache) {
+  if (policy() == CachePolicy::kFscache) {
     EXPECT_EQ(Slurp(host_ / "sub/f"), old) << "write-back: the host has not seen it yet";
   }
   // O_DIRECT: past the kernel's page cache, so the READ reaches us.
@@ -369,7 +404,7 @@ TEST_P(FuseServerTest, InterleavedReadersAndSeeksSeeEveryEntryOnce) {
 // Requests the kernel need not send: OPENDIR/RELEASEDIR where every mount caches (one
 // OPENDIR, answered ENOSYS, turns them off), and FLUSH at the close of a read-only file.
 TEST_P(FuseServerTest, RequestsTheKernelNeedNotSend) {
-  const bool caching = GetParam() == CachePolicy::kFscache;
+  const bool caching = policy() == CachePolicy::kFscache;
   for (int round = 0; round < 3; ++round) {
     for (const char* d : {"", "sub", "t", "ro"}) {
       DIR* dir = opendir(M(d).c_str());
@@ -463,7 +498,7 @@ TEST_P(FuseServerTest, HostChangesSeenWhenShared) {
   EXPECT_EQ(Slurp(M("hello")), "hello host");
   std::ofstream(host_ / "hello") << "changed on the host";
   std::ofstream(host_ / "sub/born") << "new";
-  if (GetParam() == CachePolicy::kRemoteRevalidating) {
+  if (policy() == CachePolicy::kRemoteRevalidating) {
     EXPECT_EQ(Slurp(M("hello")), "changed on the host");
     // Listings too, though one of the same directory was read before the change.
     auto names = [&] {
@@ -502,7 +537,7 @@ TEST_P(FuseServerTest, HostChangesSeenWhenShared) {
 TEST_P(FuseServerTest, MadeDirectoryKnowsItsNames) {
   hfs::create_directory(M("made"));
   std::ofstream(host_ / "made" / "behind") << "x";
-  if (GetParam() == CachePolicy::kFscache || GetParam() == CachePolicy::kFscacheWritethrough) {
+  if (policy() == CachePolicy::kFscache || policy() == CachePolicy::kFscacheWritethrough) {
     EXPECT_FALSE(hfs::exists(M("made/behind"))) << "the lookup was sent to the gofer";
   } else {
     EXPECT_TRUE(hfs::exists(M("made/behind")));
@@ -605,7 +640,7 @@ TEST_P(FuseServerTest, StuckFsyncDoesNotStallOtherRequests) {
 // walker that descends asks for no LOOKUP, the attributes are the host's, and the nodes it
 // created are forgotten like any other.
 TEST_P(FuseServerTest, ListingsCarrySubdirectoryEntries) {
-  const bool caching = GetParam() == CachePolicy::kFscache;
+  const bool caching = policy() == CachePolicy::kFscache;
   for (int i = 0; i < 30; ++i) {
     hfs::create_directories(host_ / "tree" / ("d" + std::to_string(i)) / "inner");
     std::ofstream(host_ / "tree" / ("f" + std::to_string(i))) << i;
@@ -666,14 +701,7 @@ TEST_P(FuseServerTest, ForgottenNodesAreFreed) {
 }
 
 TEST_P(FuseServerTest, KernelNodesAreBoundedByEviction) {
-  ASSERT_TRUE(fuse_->Stop());
-  FuseOptions o;
-  o.max_nodes = 100;
-  std::string error;
-  auto s = FuseServer::Mount(vfs_, mnt_.string(), o, &error);
-  ASSERT_TRUE(s.has_value()) << error;
-  fuse_ = std::move(*s);
-  fuse_->Start();
+  Remount({.max_nodes = 100});
   for (int i = 0; i < 400; ++i) std::ofstream(host_ / "sub" / ("e" + std::to_string(i))) << i;
   size_t peak = 0;
   for (int i = 0; i < 400; ++i) {
@@ -722,11 +750,11 @@ TEST_P(FuseServerTest, DeadGoferIsEio) {
   EXPECT_EQ(fd, -1);
   EXPECT_EQ(errno, EIO);
   struct stat st;
-  if (GetParam() == CachePolicy::kRemoteRevalidating) {
+  if (policy() == CachePolicy::kRemoteRevalidating) {
     EXPECT_EQ(stat(M("sub/f").c_str(), &st), -1);
     EXPECT_EQ(errno, EIO);
   }
-  if (GetParam() == CachePolicy::kFscache) {
+  if (policy() == CachePolicy::kFscache) {
     // The in-memory mount still works where the kernel need not ask the dead root for the
     // attributes of the path to it (under remote_revalidating every traversal of the root
     // asks for them, and gets EIO, as with the kernel's own 9p client).
@@ -808,9 +836,51 @@ TEST_P(FuseServerTest, PassthroughDoesHostFileIoInTheKernel) {
   EXPECT_GT(fuse_->received(FUSE_WRITE), writes);
 }
 
-INSTANTIATE_TEST_SUITE_P(Policies, FuseServerTest,
-                         ::testing::Values(CachePolicy::kRemoteRevalidating, CachePolicy::kFscache),
-                         [](const auto& info) { return std::string(fs::CachePolicyName(info.param)); });
+// Requests take the transport the variant asks for: every LOOKUP through the rings with
+// FuseOptions::uring (none through /dev/fuse), none through them without. Large requests
+// and replies fit the ring entries: 1 MiB writes and reads of a tmpfs file, and reads of a
+// host file that are not passed through (served from the donated fd, unspliced on a ring).
+TEST_P(FuseServerTest, RequestsTakeTheConfiguredTransport) {
+  Remount({.passthrough = false});
+  const uint64_t ring0 = fuse_->ring_received(FUSE_LOOKUP);
+  const uint64_t dev0 = fuse_->received(FUSE_LOOKUP) - ring0;
+  for (int i = 0; i < 50; ++i) {
+    struct stat st;
+    EXPECT_NE(stat(M("sub/absent" + std::to_string(i)).c_str(), &st), 0);
+  }
+  const uint64_t ring = fuse_->ring_received(FUSE_LOOKUP) - ring0;
+  const uint64_t dev = fuse_->received(FUSE_LOOKUP) - ring - ring0 - dev0;
+  if (uring()) {
+    EXPECT_GE(ring, 50u);
+    EXPECT_EQ(dev, 0u);
+  } else {
+    EXPECT_EQ(ring, 0u);
+    EXPECT_GE(dev, 50u);
+  }
+
+  std::string big(3 * (1 << 20) + 12345, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 7919) % 23);
+  const uint64_t writes = fuse_->received(FUSE_WRITE);
+  std::ofstream(M("t/big"), std::ios::binary) << big;
+  EXPECT_GT(fuse_->received(FUSE_WRITE), writes);
+  EXPECT_EQ(Slurp(M("t/big")), big);
+  std::ofstream(host_ / "hostbig", std::ios::binary) << big;
+  const uint64_t reads = fuse_->received(FUSE_READ);
+  EXPECT_EQ(Slurp(M("hostbig")), big);
+  EXPECT_GT(fuse_->received(FUSE_READ), reads);
+  if (uring()) EXPECT_GT(fuse_->ring_received(FUSE_READ), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Policies, FuseServerTest,
+    ::testing::Values(Variant{CachePolicy::kRemoteRevalidating, false},
+                      Variant{CachePolicy::kFscache, false},
+                      Variant{CachePolicy::kRemoteRevalidating, true},
+                      Variant{CachePolicy::kFscache, true}),
+    [](const auto& info) {
+      return std::string(fs::CachePolicyName(info.param.policy)) +
+             (info.param.uring ? "_uring" : "_dev");
+    });
 
 }  // namespace
 }  // namespace sentry::fuse

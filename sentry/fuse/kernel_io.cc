@@ -12,12 +12,17 @@
 #include <cstddef>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace sentry::fuse {
 namespace {
 
-// The kernel ABI of 7.40 that Debian 12's <linux/fuse.h> (7.37) lacks.
+// The kernel ABI of 7.40-7.42 that Debian 12's <linux/fuse.h> (7.37) lacks.
 constexpr uint64_t kFusePassthrough = uint64_t{1} << 37;  // An INIT flag (flags2 bit 5).
+constexpr uint64_t kFuseOverIoUring = uint64_t{1} << 41;  // An INIT flag (flags2 bit 9).
+constexpr uint32_t kFuseMaxPages = 1u << 22;              // FUSE_MAX_PAGES: max_pages is set.
+constexpr size_t kFuseMinReadBuffer = 8192;
+constexpr size_t kDefaultMaxPages = 32;                   // Without FUSE_MAX_PAGES.
 constexpr uint32_t kFopenPassthrough = 1u << 7;
 // Files on file systems stacked at most this deep may back ours; ours then counts as that
 // deep (nothing can be stacked on it). 2 is the kernel's limit (FILESYSTEM_MAX_STACK_DEPTH):
@@ -52,6 +57,13 @@ thread_local Armed t_armed = Armed::kNone;
 thread_local int32_t t_backing = 0;
 thread_local bool t_applied = false;
 thread_local bool t_init_offers = false;
+thread_local bool t_init_offers_uring = false;
+thread_local bool t_init_passthrough = false;
+thread_local size_t t_init_ring_payload = 0;
+thread_local bool t_init_applied_uring = false;
+thread_local RingReply* t_ring = nullptr;
+
+uint32_t Flags2(uint64_t flag) { return static_cast<uint32_t>(flag >> 32); }
 
 ssize_t Read(int fd, void* buf, size_t len, void*) {
   ssize_t n = read(fd, buf, len);
@@ -63,11 +75,70 @@ ssize_t Read(int fd, void* buf, size_t len, void*) {
       fuse_init_in in{};
       std::memcpy(&in, static_cast<char*>(buf) + sizeof(h),
                   std::min(sizeof(in), static_cast<size_t>(n) - sizeof(h)));
-      t_init_offers = (in.flags & FUSE_INIT_EXT) != 0 &&
-                      (in.flags2 & static_cast<uint32_t>(kFusePassthrough >> 32)) != 0;
+      const bool ext = (in.flags & FUSE_INIT_EXT) != 0;
+      t_init_offers = ext && (in.flags2 & Flags2(kFusePassthrough)) != 0;
+      t_init_offers_uring = ext && (in.flags2 & Flags2(kFuseOverIoUring)) != 0;
     }
   }
   return n;
+}
+
+// A reply for the calling thread's ring request: into its entry. Returns the bytes taken.
+ssize_t ToRing(const iovec* iov, int count) {
+  fuse_out_header out;
+  std::memcpy(&out, iov[0].iov_base, sizeof(out));
+  size_t len = 0;
+  for (int i = 1; i < count; ++i) len += iov[i].iov_len;
+  if (len > t_ring->capacity) {
+    out.error = -EIO;
+    len = 0;
+  } else {
+    size_t at = 0;
+    for (int i = 1; i < count; ++i) {
+      // memmove: a reply may quote the request, which lies in the same buffer.
+      std::memmove(t_ring->payload + at, iov[i].iov_base, iov[i].iov_len);
+      at += iov[i].iov_len;
+    }
+  }
+  out.len = static_cast<uint32_t>(sizeof(out) + len);
+  std::memcpy(t_ring->out_header, &out, sizeof(out));
+  *t_ring->payload_len = static_cast<uint32_t>(len);
+  t_ring->replied = true;
+  return static_cast<ssize_t>(sizeof(out) + len);
+}
+
+bool ForRing(const iovec* iov, int count) {
+  if (t_ring == nullptr || t_ring->replied || count < 1 ||
+      iov[0].iov_len != sizeof(fuse_out_header)) {
+    return false;
+  }
+  return static_cast<const fuse_out_header*>(iov[0].iov_base)->unique == t_ring->unique;
+}
+
+ssize_t Send(int fd, const iovec* iov, int count) {
+  if (ForRing(iov, count)) return ToRing(iov, count);
+  return writev(fd, iov, count);
+}
+
+// The INIT reply `o`, amended as armed.
+void AmendInit(InitOut& o) {
+  if (t_init_passthrough) {
+    o.flags |= FUSE_INIT_EXT;
+    o.flags2 |= Flags2(kFusePassthrough);
+    o.max_stack_depth = kMaxStackDepth;
+  }
+  t_init_applied_uring = false;
+  if (t_init_ring_payload > 0) {
+    // The kernel refuses ring entries smaller than the largest request it may send.
+    size_t pages = (o.flags & kFuseMaxPages) ? o.max_pages : kDefaultMaxPages;
+    size_t need = std::max({kFuseMinReadBuffer, static_cast<size_t>(o.max_write),
+                            pages * static_cast<size_t>(sysconf(_SC_PAGESIZE))});
+    if (need <= t_init_ring_payload) {
+      o.flags |= FUSE_INIT_EXT;
+      o.flags2 |= Flags2(kFuseOverIoUring);
+      t_init_applied_uring = true;
+    }
+  }
 }
 
 // libfuse sends a reply as [header, payload] (send_reply_ok). The payload is copied, amended
@@ -76,18 +147,16 @@ ssize_t Writev(int fd, iovec* iov, int count, void*) {
   Armed what = std::exchange(t_armed, Armed::kNone);
   if (what == Armed::kNone || count != 2 || iov[0].iov_len != sizeof(fuse_out_header) ||
       static_cast<const fuse_out_header*>(iov[0].iov_base)->error != 0) {
-    return writev(fd, iov, count);
+    return Send(fd, iov, count);
   }
   alignas(8) char payload[256];
   size_t len = iov[1].iov_len;
-  if (len > sizeof(payload)) return writev(fd, iov, count);
+  if (len > sizeof(payload)) return Send(fd, iov, count);
   std::memcpy(payload, iov[1].iov_base, len);
   if (what == Armed::kInit && len == sizeof(InitOut)) {
     InitOut o;
     std::memcpy(&o, payload, sizeof(o));
-    o.flags |= FUSE_INIT_EXT;
-    o.flags2 |= static_cast<uint32_t>(kFusePassthrough >> 32);
-    o.max_stack_depth = kMaxStackDepth;
+    AmendInit(o);
     std::memcpy(payload, &o, sizeof(o));
     t_applied = true;
   } else if (what == Armed::kOpen && len >= sizeof(OpenOut)) {
@@ -99,15 +168,37 @@ ssize_t Writev(int fd, iovec* iov, int count, void*) {
     std::memcpy(payload + len - sizeof(o), &o, sizeof(o));
     t_applied = true;
   } else {
-    return writev(fd, iov, count);
+    return Send(fd, iov, count);
   }
   iovec v[2] = {iov[0], {payload, len}};
-  return writev(fd, v, 2);
+  return Send(fd, v, 2);
 }
 
+// A spliced reply ([header, data] in the pipe `fdin`). Ring replies are not spliced
+// (OpRead asks for no splice while ReplyingToRing()); should one come, it is read out of the
+// pipe into the entry.
 ssize_t SpliceSend(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
                    unsigned int flags, void*) {
-  return splice(fdin, offin, fdout, offout, len, flags);
+  if (t_ring == nullptr || t_ring->replied) return splice(fdin, offin, fdout, offout, len, flags);
+  std::vector<char> all(len);
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = read(fdin, all.data() + got, len - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    got += static_cast<size_t>(n);
+  }
+  if (len < sizeof(fuse_out_header)) {
+    errno = EINVAL;
+    return -1;
+  }
+  iovec v[2] = {{all.data(), sizeof(fuse_out_header)},
+                {all.data() + sizeof(fuse_out_header), len - sizeof(fuse_out_header)}};
+  if (!ForRing(v, 2)) {
+    errno = EINVAL;
+    return -1;
+  }
+  return ToRing(v, 2);
 }
 
 }  // namespace
@@ -123,11 +214,19 @@ p9::Result<void> InstallKernelIo(fuse_session* se) {
 }
 
 bool InitOffersPassthrough() { return t_init_offers; }
+bool InitOffersUring() { return t_init_offers_uring; }
 
-void ArmInitPassthrough() {
+void ArmInit(bool passthrough, size_t ring_payload) {
   t_armed = Armed::kInit;
   t_applied = false;
+  t_init_passthrough = passthrough;
+  t_init_ring_payload = ring_payload;
+  t_init_applied_uring = false;
 }
+bool InitAppliedUring() { return t_init_applied_uring; }
+
+void SetRingReply(RingReply* reply) { t_ring = reply; }
+bool ReplyingToRing() { return t_ring != nullptr; }
 
 void ArmOpenPassthrough(int32_t id) {
   t_armed = Armed::kOpen;

@@ -17,7 +17,11 @@
 namespace sentry::fuse {
 
 SessionLoop::SessionLoop(fuse_session* se, Options options, MayBlock may_block)
-    : se_(se), options_(options), may_block_(std::move(may_block)), lf_(options.max_threads) {}
+    : se_(se),
+      options_(std::move(options)),
+      may_block_(std::move(may_block)),
+      spin_ns_(options_.spin.count()),
+      lf_(options_.max_threads) {}
 
 int SessionLoop::Run() {
   fd_ = fuse_session_fd(se_);
@@ -48,10 +52,12 @@ void SessionLoop::Lead(fuse_buf& buf) {
     fuse_buf req = buf;
     req.size = static_cast<size_t>(n);
     bool block = false;
+    bool init = false;
     if (static_cast<size_t>(n) >= sizeof(fuse_in_header)) {
       fuse_in_header h;
       std::memcpy(&h, buf.mem, sizeof(h));
       block = may_block_(h.opcode);
+      init = h.opcode == FUSE_INIT;
       if (h.opcode < kCounted) received_[h.opcode].fetch_add(1, std::memory_order_relaxed);
     }
     if (block && lf_.PassLead([this] { return StartWorker(); })) {
@@ -60,11 +66,13 @@ void SessionLoop::Lead(fuse_buf& buf) {
       return;
     }
     fuse_session_process_buf(se_, &req);
+    if (init && options_.after_init) options_.after_init();
   }
 }
 
 int SessionLoop::Receive(fuse_buf& buf) {
-  auto until = std::chrono::steady_clock::now() + options_.spin;
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::nanoseconds(spin_ns_.load(std::memory_order_relaxed));
   for (;;) {
     int n = fuse_session_receive_buf(se_, &buf);
     if (n == -EINTR) continue;

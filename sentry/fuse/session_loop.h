@@ -35,6 +35,9 @@ class SessionLoop {
   struct Options {
     std::chrono::nanoseconds spin = std::chrono::microseconds(50);  // 0: sleep at once.
     size_t max_threads = 16;
+    // Called on the thread that served INIT, right after its reply went out (the kernel has
+    // taken it): where the session switches to FUSE over io_uring.
+    std::function<void()> after_init;
   };
   // True when serving a request with `opcode` may wait for long.
   using MayBlock = std::function<bool(uint32_t opcode)>;
@@ -48,6 +51,12 @@ class SessionLoop {
   // and the next request). The calling thread is the first worker; returns once every
   // worker has ended. Returns 0, or a negative errno if reading /dev/fuse failed.
   int Run();
+
+  // How long the reader polls from now on (once the rings carry the requests, what is left
+  // on /dev/fuse is rare: FORGET, INTERRUPT).
+  void set_spin(std::chrono::nanoseconds spin) {
+    spin_ns_.store(spin.count(), std::memory_order_relaxed);
+  }
 
   // Requests with `opcode` read so far (tests and diagnostics; opcodes above kCounted are
   // not counted).
@@ -71,6 +80,7 @@ class SessionLoop {
   const Options options_;
   const MayBlock may_block_;
   int fd_ = -1;
+  std::atomic<int64_t> spin_ns_;
 
   p9::LeaderFollower lf_;  // The reader role among the workers (Run's caller included).
   std::mutex error_mu_;

@@ -49,6 +49,9 @@ DEFINE_double(fuse_cache_timeout, 60.0,
 DEFINE_bool(fuse_passthrough, true,
             "Let the kernel read and write host files itself (FUSE passthrough, Linux 6.9+) "
             "instead of sending their data through the sentry");
+DEFINE_bool(fuse_uring, true,
+            "Take FUSE requests through per-CPU io_uring queues where the kernel offers it "
+            "(Linux 6.14+, fuse module parameter enable_uring=Y)");
 DEFINE_bool(fuse_readdirplus, true,
             "Directory listings carry each subdirectory's entry (READDIRPLUS), so descending "
             "needs no LOOKUP");
@@ -115,6 +118,7 @@ int Main() {
   fo.max_nodes = FLAGS_fuse_max_nodes;
   fo.passthrough = FLAGS_fuse_passthrough;
   fo.readdirplus = FLAGS_fuse_readdirplus;
+  fo.uring = FLAGS_fuse_uring;
   fo.fsname = "sentry";
   auto server = fuse::FuseServer::Mount(vfs, FLAGS_mountpoint, fo, &error);
   if (!server.has_value()) Die(error);
