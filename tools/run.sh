@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
+tools/host-features.sh
 trap 'bazel shutdown >/dev/null 2>&1 || true' EXIT
 targets=(//sentry/runsc:runsc //gofer:gofer //sentry/sandbox:sandbox)
 bazel build -c opt "${targets[@]}" >/dev/null 2>&1 || bazel build -c opt "${targets[@]}"

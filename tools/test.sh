@@ -8,6 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+tools/host-features.sh
 trap 'bazel shutdown >/dev/null 2>&1 || true' EXIT
 # Convenience links left by another output base (an older tools/fuzz.sh made them) would be
 # loaded as packages by //...; every build makes its own again.
