@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -428,6 +429,42 @@ TEST_P(GoferRwTest, ReaddirOffsetsAreStableAcrossCalls) {
   EXPECT_EQ(Walk("file").Readdir(0, 4096).error(), Errno(ENOTDIR));
 }
 
+// A listing larger than one reply continues where the last ended: every entry once, each
+// with its own attributes.
+TEST_P(GoferRwTest, ReaddirAttrOfALargeDirectorySpansReplies) {
+  fs::create_directories(root_dir_ / "big");
+  for (int i = 0; i < 3000; ++i) {
+    WriteFile(root_dir_ / "big" / ("entry-with-a-longish-name-" + std::to_string(i)),
+              std::string(static_cast<size_t>(i % 97), 'x'));
+  }
+  // 3000 entries of about 230 bytes do not fit one 64 KiB reply.
+  Connect(false, p9::kVersion9P2000LExt);
+  std::vector<p9::DirentAttr> all;
+  uint64_t offset = 0;
+  int replies = 0;
+  for (;;) {
+    auto ents = client_->ReaddirAttr(root_.fid(), {"big"}, offset, 65536);
+    ASSERT_TRUE(ents.has_value()) << ents.error();
+    if (ents->empty()) break;
+    ++replies;
+    offset = ents->back().dirent.offset;
+    for (auto& e : *ents) all.push_back(std::move(e));
+  }
+  EXPECT_GT(replies, 5);
+  std::map<std::string, uint64_t> sizes;
+  for (const auto& e : all) {
+    if (e.dirent.name != "." && e.dirent.name != "..") sizes[e.dirent.name] = e.attr.size;
+  }
+  ASSERT_EQ(sizes.size(), 3000u);
+  EXPECT_EQ(all.size(), 3002u) << "no entry twice";
+  for (int i = 0; i < 3000; ++i) {
+    EXPECT_EQ(sizes["entry-with-a-longish-name-" + std::to_string(i)], static_cast<uint64_t>(i % 97));
+  }
+  auto whole = root_.ReaddirAttrAll({"big"});
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_EQ(whole->size(), 3002u);
+}
+
 TEST_P(GoferRwTest, XattrsReachTheHost) {
   if (setxattr((root_dir_ / "file").c_str(), "user.probe", "1", 1, 0) != 0) {
     GTEST_SKIP() << "host fs has no user xattrs: " << strerror(errno);
@@ -523,6 +560,70 @@ TEST_P(GoferRwTest, WalkedFidsCostOneHostFdPerFile) {
   ASSERT_TRUE(fids[2].Remove().has_value());
   EXPECT_FALSE(fs::exists(root_dir_ / "dir" / "f1"));
   EXPECT_TRUE(fs::exists(root_dir_ / "dir" / "f2"));
+}
+
+// Treaddirattr: every entry with what lstat says of it, of the fid's directory or of one
+// reached by names for the listing alone; "." and ".." carry no attributes (".." of the
+// root is outside the tree); symlinks are described, not followed.
+TEST_P(GoferTest, ReaddirAttrCarriesWhatLstatSays) {
+  auto check = [&](const std::vector<p9::DirentAttr>& ents,
+                   const fs::path& dir) -> std::set<std::string> {
+    std::set<std::string> names;
+    for (const p9::DirentAttr& e : ents) {
+      SCOPED_TRACE(e.dirent.name);
+      EXPECT_TRUE(names.insert(e.dirent.name).second) << "listed once";
+      if (e.dirent.name == "." || e.dirent.name == "..") {
+        EXPECT_EQ(e.attr.valid, 0u);
+        continue;
+      }
+      struct stat st;
+      if (lstat((dir / e.dirent.name).c_str(), &st) != 0) {
+        ADD_FAILURE() << "listed but not on the host";
+        continue;
+      }
+      EXPECT_EQ(e.attr.valid & p9::getattr::kBasic, p9::getattr::kBasic);
+      EXPECT_EQ(e.attr.mode, st.st_mode);
+      EXPECT_EQ(e.attr.size, static_cast<uint64_t>(st.st_size));
+      EXPECT_EQ(e.attr.nlink, st.st_nlink);
+      EXPECT_EQ(e.attr.mtime_sec, static_cast<uint64_t>(st.st_mtim.tv_sec));
+      EXPECT_EQ(e.attr.mtime_nsec, static_cast<uint64_t>(st.st_mtim.tv_nsec));
+      // The same identity a walk gives.
+      EXPECT_EQ(e.attr.qid, Walk((dir == root_dir_ ? "" : "dir/") + e.dirent.name).GetAttr()->qid);
+    }
+    return names;
+  };
+  auto root = root_.ReaddirAttrAll();
+  ASSERT_TRUE(root.has_value()) << root.error();
+  std::set<std::string> names = check(*root, root_dir_);
+  EXPECT_TRUE(names.contains("file") && names.contains("link") && names.contains("abs_escape"));
+  auto dir = root_.ReaddirAttrAll({"dir"});
+  ASSERT_TRUE(dir.has_value()) << dir.error();
+  EXPECT_EQ(check(*dir, root_dir_ / "dir"), (std::set<std::string>{".", "..", "inner", "sub"}));
+  // An opened directory fid lists the same.
+  ClientFile d = Walk("dir");
+  ASSERT_TRUE(d.Open(of::kRdOnly | of::kDirectory).has_value());
+  auto opened = d.ReaddirAttrAll();
+  ASSERT_TRUE(opened.has_value());
+  EXPECT_EQ(opened->size(), dir->size());
+}
+
+TEST_P(GoferTest, ReaddirAttrRefusesWhatAWalkRefuses) {
+  for (std::string bad : {std::string(".."), std::string("."), std::string(""),
+                          std::string("dir/sub"), std::string("x\0y", 3)}) {
+    EXPECT_EQ(Err(root_.ReaddirAttrAll({bad})), Errno(EINVAL)) << bad;
+  }
+  EXPECT_EQ(Err(root_.ReaddirAttrAll({"abs_escape"})), Errno(ENOTDIR)) << "a symlink";
+  EXPECT_EQ(Err(root_.ReaddirAttrAll({"rel_escape", "secret"})), Errno(ENOENT));
+  EXPECT_EQ(Err(root_.ReaddirAttrAll({"file"})), Errno(ENOTDIR));
+  EXPECT_EQ(Err(root_.ReaddirAttrAll({"missing"})), Errno(ENOENT));
+  EXPECT_EQ(Err(Walk("file").ReaddirAttrAll()), Errno(ENOTDIR));
+  // Listings make no fids and keep no host fds.
+  size_t before = OpenFdCount();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(root_.ReaddirAttrAll({"dir", "sub"}).has_value());
+  EXPECT_LE(OpenFdCount(), before);
+  // Plain 9P2000.L has no such message.
+  Connect(read_only(), p9::kVersion9P2000L);
+  EXPECT_EQ(Err(root_.ReaddirAttrAll()), Errno(ENOSYS));
 }
 
 // ---- Escapes -----------------------------------------------------------------------------

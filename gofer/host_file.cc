@@ -133,23 +133,16 @@ Result<p9::WalkResult> HostFile::Walk(std::span<const std::string> names) {
   return w;
 }
 
-Result<p9::Rgetattr> HostFile::GetAttr(uint64_t request_mask) {
-  // statx gives everything in kBasic plus btime in one call; gen and data_version have no
-  // host source, so they are never claimed valid.
-  unsigned want = STATX_BASIC_STATS;
-  if (request_mask & p9::getattr::kBtime) want |= STATX_BTIME;
-  struct statx sx;
-  int ofd = open_fd();
-  // The opened fd still works after unlink; the O_PATH fd does too, but prefer the open one.
-  int fd = ofd >= 0 ? ofd : fd_->get();
-  if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, want, &sx) != 0) return LastErrno();
+// The attributes in `sx` as Rgetattr says them (gen and data_version have no host source,
+// so they are never claimed valid).
+p9::Rgetattr HostFile::ToRgetattr(QidMap& qids, const struct statx& sx) {
   struct stat st {};
   st.st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
   st.st_ino = sx.stx_ino;
   st.st_mode = sx.stx_mode;
   p9::Rgetattr r;
   r.valid = p9::getattr::kBasic;
-  r.qid = MakeQid(ap_->qids(), st);
+  r.qid = MakeQid(qids, st);
   r.mode = sx.stx_mode;
   r.uid = sx.stx_uid;
   r.gid = sx.stx_gid;
@@ -170,6 +163,18 @@ Result<p9::Rgetattr> HostFile::GetAttr(uint64_t request_mask) {
     r.btime_nsec = sx.stx_btime.tv_nsec;
   }
   return r;
+}
+
+Result<p9::Rgetattr> HostFile::GetAttr(uint64_t request_mask) {
+  // statx gives everything in kBasic plus btime in one call.
+  unsigned want = STATX_BASIC_STATS;
+  if (request_mask & p9::getattr::kBtime) want |= STATX_BTIME;
+  struct statx sx;
+  int ofd = open_fd();
+  // The opened fd still works after unlink; the O_PATH fd does too, but prefer the open one.
+  int fd = ofd >= 0 ? ofd : fd_->get();
+  if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, want, &sx) != 0) return LastErrno();
+  return ToRgetattr(ap_->qids(), sx);
 }
 
 Result<void> HostFile::SetAttr(const p9::Tsetattr& a) {
@@ -303,7 +308,7 @@ Result<std::vector<p9::Dirent>> HostFile::Readdir(uint64_t offset, uint32_t coun
   if (fd < 0) return Errno(EBADF);
   if (type_ != S_IFDIR) return Errno(ENOTDIR);
   std::lock_guard l(dir_mu_);
-  return ReadEntries(fd, offset, count, false);
+  return ReadEntries(fd, offset, count, false, 0);
 }
 
 Result<std::vector<p9::Dirent>> HostFile::ReaddirUnopened(uint64_t offset, uint32_t count) {
@@ -312,11 +317,34 @@ Result<std::vector<p9::Dirent>> HostFile::ReaddirUnopened(uint64_t offset, uint3
   int fd = ::openat(fd_->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return LastErrno();
   UniqueFd owned(fd);
-  return ReadEntries(fd, offset, count, true);
+  return ReadEntries(fd, offset, count, true, 0);
+}
+
+Result<std::vector<p9::DirentAttr>> HostFile::ReaddirAttr(uint64_t offset, uint32_t count) {
+  if (type_ != S_IFDIR) return Errno(ENOTDIR);
+  int fd = ::openat(fd_->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+  UniqueFd owned(fd);
+  P9_ASSIGN_OR_RETURN(std::vector<p9::Dirent> ents,
+                      ReadEntries(fd, offset, count, true, p9::kRgetattrSize));
+  std::vector<p9::DirentAttr> out(ents.size());
+  for (size_t i = 0; i < ents.size(); ++i) {
+    out[i].dirent = std::move(ents[i]);
+    const std::string& name = out[i].dirent.name;
+    // "." and ".." carry no attributes: ".." of the attach root lies outside the tree.
+    if (name == "." || name == "..") continue;
+    // Relative to the directory, never following a symlink or crossing into an automount.
+    struct statx sx;
+    if (statx(fd, name.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS,
+              &sx) == 0) {
+      out[i].attr = ToRgetattr(ap_->qids(), sx);
+    }  // Else gone meanwhile: valid stays 0.
+  }
+  return out;
 }
 
 Result<std::vector<p9::Dirent>> HostFile::ReadEntries(int fd, uint64_t offset, uint32_t count,
-                                                      bool fresh) {
+                                                      bool fresh, size_t extra) {
   // Cookies are the host's d_off values: stable across calls, as getdents64 defines them.
   if ((!fresh || offset != 0) && lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
     return LastErrno();
@@ -339,7 +367,7 @@ Result<std::vector<p9::Dirent>> HostFile::ReadEntries(int fd, uint64_t offset, u
                    : d->d_type == DT_LNK ? p9::kQtSymlink
                                          : p9::kQtFile;
       e.qid.path = ap_->qids().Path(dev_, d->d_ino);
-      size_t sz = p9::DirentSize(e);
+      size_t sz = p9::DirentSize(e) + extra;
       if (used + sz > count && !out.empty()) {
         // Does not fit: the caller resumes at the previous entry's cookie.
         return out;

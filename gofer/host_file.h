@@ -57,6 +57,9 @@ class HostFile : public p9::File {
   p9::Result<std::vector<p9::Dirent>> Readdir(uint64_t offset, uint32_t count) override;
   // Opens the directory afresh ("." from the O_PATH fd) for the one listing.
   p9::Result<std::vector<p9::Dirent>> ReaddirUnopened(uint64_t offset, uint32_t count) override;
+  // The same, each entry with its statx (relative to the directory, never following a
+  // symlink); "." and "..", and entries gone meanwhile, carry none.
+  p9::Result<std::vector<p9::DirentAttr>> ReaddirAttr(uint64_t offset, uint32_t count) override;
   p9::Result<p9::CreateResult> Create(const std::string& name, uint32_t flags, uint32_t mode,
                                       uint32_t gid) override;
   p9::Result<p9::Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid) override;
@@ -95,9 +98,11 @@ class HostFile : public p9::File {
   // chown of a new child to the attaching user and `gid` (only when we may).
   void Chown(int dirfd, const std::string& name, uint32_t gid);
   // Entries of the opened directory `fd` after cookie `offset` (seeks there first unless
-  // `fresh` and offset 0), at most about `count` bytes in wire form.
+  // `fresh` and offset 0), at most about `count` bytes in wire form, each entry counting
+  // `extra` bytes more than its dirent (Rreaddirattr's attributes).
   p9::Result<std::vector<p9::Dirent>> ReadEntries(int fd, uint64_t offset, uint32_t count,
-                                                  bool fresh);
+                                                  bool fresh, size_t extra);
+  static p9::Rgetattr ToRgetattr(QidMap& qids, const struct statx& sx);
   // Verifies that (parent_, name_) still names this inode. ESTALE if not.
   p9::Result<void> CheckLocation() const;  // REQUIRES: mu_ held.
 

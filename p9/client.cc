@@ -477,18 +477,32 @@ Result<size_t> Client::Write(Fid fid, uint64_t offset, Bytes src, std::stop_toke
   return static_cast<size_t>(w.count);
 }
 
+template <typename Rep, typename Req, typename Decode>
+auto Client::CallListing(const Req& req, Decode decode, std::stop_token stop)
+    -> decltype(decode(Bytes{})) {
+  CallState c;
+  P9_RETURN_IF_ERROR(RoundTrip(c, [&](Tag tag) { return EncodeFrame(tag, req); }, stop));
+  P9_RETURN_IF_ERROR(CheckReply(c, Rep::kType));
+  auto r = DecodeBody<Rep>(Bytes(c.body.data(), c.body.size()));
+  if (!r.has_value()) return Break(Errno(EIO));
+  auto ents = decode(r->data);
+  if (!ents.has_value()) return Break(Errno(EIO));
+  return ents;
+}
+
 Result<std::vector<Dirent>> Client::Readdir(Fid fid, uint64_t offset, uint32_t count,
                                             std::stop_token stop) {
   count = std::min<uint32_t>(count, msize_ - kIoHeaderSize);
-  CallState c;
-  P9_RETURN_IF_ERROR(RoundTrip(
-      c, [&](Tag tag) { return EncodeFrame(tag, Treaddir{fid, offset, count}); }, stop));
-  P9_RETURN_IF_ERROR(CheckReply(c, MsgType::kRreaddir));
-  auto r = DecodeBody<Rreaddir>(Bytes(c.body.data(), c.body.size()));
-  if (!r.has_value()) return Break(Errno(EIO));
-  auto ents = DecodeDirents(r->data);
-  if (!ents.has_value()) return Break(Errno(EIO));
-  return ents;
+  return CallListing<Rreaddir>(Treaddir{fid, offset, count}, DecodeDirents, stop);
+}
+
+Result<std::vector<DirentAttr>> Client::ReaddirAttr(Fid fid, const std::vector<std::string>& names,
+                                                    uint64_t offset, uint32_t count,
+                                                    std::stop_token stop) {
+  if (names.size() > kMaxWalkElements) return Errno(E2BIG);
+  count = std::min<uint32_t>(count, msize_ - kIoHeaderSize);
+  return CallListing<Rreaddirattr>(Treaddirattr{fid, names, offset, count}, DecodeDirentAttrs,
+                                   stop);
 }
 
 }  // namespace p9

@@ -57,12 +57,14 @@ class Client {
   // Sends `req` and waits for its reply. Rlerror becomes its errno. Fds that arrive with the
   // reply go to `fds_out` (closed when null). When `stop` is requested before the reply, a
   // Tflush is sent and the call returns ECANCELED (or the reply, if it won the race).
-  // Rread/Rreaddir carry views of the receive buffer: use Read()/Readdir() for those.
+  // Rread/Rreaddir/Rreaddirattr carry views of the receive buffer: use Read()/Readdir()/
+  // ReaddirAttr() for those.
   template <Request T>
   Result<typename T::Response> Call(const T& req, std::vector<UniqueFd>* fds_out = nullptr,
                                     std::stop_token stop = {}) {
     using R = typename T::Response;
-    static_assert(!std::is_same_v<R, Rread> && !std::is_same_v<R, Rreaddir>,
+    static_assert(!std::is_same_v<R, Rread> && !std::is_same_v<R, Rreaddir> &&
+                      !std::is_same_v<R, Rreaddirattr>,
                   "Rread/Rreaddir alias the receive buffer: use Client::Read/Readdir");
     CallState c;
     P9_RETURN_IF_ERROR(RoundTrip(c, [&](Tag tag) { return EncodeFrame(tag, req); }, stop));
@@ -80,6 +82,11 @@ class Client {
   // Treaddir, decoded.
   Result<std::vector<Dirent>> Readdir(Fid fid, uint64_t offset, uint32_t count,
                                       std::stop_token stop = {});
+  // Treaddirattr (our dialect), decoded: the entries of the directory `names` leads to from
+  // `fid`, with their attributes.
+  Result<std::vector<DirentAttr>> ReaddirAttr(Fid fid, const std::vector<std::string>& names,
+                                              uint64_t offset, uint32_t count,
+                                              std::stop_token stop = {});
 
   // Tclunk without waiting for Rclunk: the caller has nothing to learn from it (the server
   // frees the fid whatever the reply), so a close costs no round trip. The reply is read by
@@ -87,6 +94,15 @@ class Client {
   // replies are ever unanswered: past that, this call first reads (or waits for a reader),
   // so a burst of clunks can never fill both socket buffers and stall the connection.
   void ClunkAsync(Fid fid);
+
+ private:
+  // A listing request `req` whose reply `Rep` holds data aliasing the receive buffer,
+  // decoded with `decode` before the buffer goes.
+  template <typename Rep, typename Req, typename Decode>
+  auto CallListing(const Req& req, Decode decode, std::stop_token stop)
+      -> decltype(decode(Bytes{}));
+
+ public:
 
   // A caller waiting for its reply polls the socket for up to `spin` before sleeping in the
   // kernel (FrameReader::set_spin): a reply within it costs no wake-up. Call before the

@@ -177,6 +177,27 @@ Result<std::vector<Dirent>> ClientFile::ReaddirAll() const {
   }
 }
 
+Result<std::vector<DirentAttr>> ClientFile::ReaddirAttrAll(
+    const std::vector<std::string>& names) const {
+  if (client_ == nullptr) return Errno(EBADF);
+  const uint32_t count = static_cast<uint32_t>(client_->msize() - kIoHeaderSize);
+  std::vector<DirentAttr> all;
+  uint64_t offset = 0;
+  for (;;) {
+    P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents,
+                        client_->ReaddirAttr(fid_, names, offset, count));
+    if (ents.empty()) return all;
+    offset = ents.back().dirent.offset;
+    size_t used = 0;
+    for (auto& e : ents) {
+      used += DirentAttrSize(e);
+      all.push_back(std::move(e));
+    }
+    // A reply with room for one more entry is the last (Treaddirattr replies are full).
+    if (count - used >= kMaxDirentAttrSize) return all;
+  }
+}
+
 Result<Qid> ClientFile::Mkdir(const std::string& name, uint32_t mode, uint32_t gid) const {
   P9_ASSIGN_OR_RETURN(Rmkdir r, client_->Call(Tmkdir{fid_, name, mode, gid}));
   return r.qid;

@@ -60,6 +60,10 @@ class ClientFile {
   // Every entry, Treaddir after Treaddir (in our dialect, without the last empty one). On a
   // walked, unopened directory fid only in our dialect.
   Result<std::vector<Dirent>> ReaddirAll() const;
+  // Every entry, with its attributes, of the directory `names` leads to from this fid (no
+  // names: this one, opened or not), Treaddirattr after Treaddirattr (our dialect; ENOSYS
+  // from others). No fid is made for the listing.
+  Result<std::vector<DirentAttr>> ReaddirAttrAll(const std::vector<std::string>& names = {}) const;
 
   Result<Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid = 0) const;
   Result<Qid> Symlink(const std::string& name, const std::string& target,

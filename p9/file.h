@@ -93,6 +93,12 @@ class File {
   virtual Result<std::vector<Dirent>> ReaddirUnopened(uint64_t /*offset*/, uint32_t /*count*/) {
     return Errno(ENOSYS);
   }
+  // Treaddirattr (our dialect): the entries after cookie `offset` with their attributes
+  // (getattr::kBasic; valid = 0 for an entry gone meanwhile), at most about `count` bytes
+  // of them in wire form (DirentAttrSize), opened or not. ENOSYS: not offered.
+  virtual Result<std::vector<DirentAttr>> ReaddirAttr(uint64_t /*offset*/, uint32_t /*count*/) {
+    return Errno(ENOSYS);
+  }
 
   // Creates and opens regular file `name` in this directory.
   virtual Result<CreateResult> Create(const std::string& name, uint32_t flags, uint32_t mode,

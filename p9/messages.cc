@@ -53,4 +53,25 @@ Result<std::vector<Dirent>> DecodeDirents(Bytes data) {
   return out;
 }
 
+bool AppendDirentAttr(std::vector<char>& out, const DirentAttr& d, size_t limit) {
+  if (out.size() + DirentAttrSize(d) > limit) return false;
+  Encoder one;
+  one.Put(d);
+  out.insert(out.end(), one.buffer().begin(), one.buffer().end());
+  return true;
+}
+
+Result<std::vector<DirentAttr>> DecodeDirentAttrs(Bytes data) {
+  std::vector<DirentAttr> out;
+  Decoder d(data);
+  while (d.ok() && d.remaining() > 0) {
+    DirentAttr e;
+    d.Get(e);
+    if (!d.ok()) return Errno(EPROTO);
+    out.push_back(std::move(e));
+  }
+  if (!d.Finished()) return Errno(EPROTO);
+  return out;
+}
+
 }  // namespace p9

@@ -45,6 +45,13 @@
 //        Rwalkgetattr nwqid[2] wqid[13]* <an Rgetattr body>
 //     Twalk and Tgetattr of the file walked to, in one round trip (gVisor's Twalkgetattr). A
 //     partial walk creates no newfid and its attributes have valid = 0.
+//   Treaddirattr fid[4] nwname[2] wname[s]* offset[8] count[4]
+//        Rreaddirattr count[4] data[count]
+//     The entries, after cookie `offset`, of the directory reached by walking `wname` from
+//     `fid` (no names: fid itself, opened or not), each a dirent followed by an Rgetattr body
+//     (getattr::kBasic; valid = 0 for an entry gone meanwhile). With it a client knows every
+//     entry's attributes without walking it, and lists a directory it never walked. No fid is
+//     created; at most `count` bytes of data, and a short reply is the last.
 #ifndef P9_MESSAGES_H_
 #define P9_MESSAGES_H_
 
@@ -118,7 +125,9 @@ namespace p9 {
   X(Tremove, 122)           \
   X(Rremove, 123)           \
   X(Twalkgetattr, 130)      \
-  X(Rwalkgetattr, 131)
+  X(Rwalkgetattr, 131)      \
+  X(Treaddirattr, 132)      \
+  X(Rreaddirattr, 133)
 
 // The requests (T messages), for dispatch tables.
 #define P9_REQUEST_TYPES(X) \
@@ -150,7 +159,8 @@ namespace p9 {
   X(Twrite)                 \
   X(Tclunk)                 \
   X(Tremove)                \
-  X(Twalkgetattr)
+  X(Twalkgetattr)           \
+  X(Treaddirattr)
 
 enum class MsgType : uint8_t {
 #define P9_ENUM_(name, num) k##name = num,
@@ -308,6 +318,14 @@ struct Rreaddir {
   static bool SameBytes(Bytes a, Bytes b) {
     return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
   }
+};
+
+// Rreaddirattr data: DirentAttr entries (DecodeDirentAttrs).
+struct Rreaddirattr {
+  static constexpr MsgType kType = MsgType::kRreaddirattr;
+  Bytes data;
+  P9_FIELDS(data)
+  bool operator==(const Rreaddirattr& o) const { return Rreaddir::SameBytes(data, o.data); }
 };
 
 struct Rlock {
@@ -540,6 +558,17 @@ struct Treaddir {
   bool operator==(const Treaddir&) const = default;
 };
 
+struct Treaddirattr {
+  static constexpr MsgType kType = MsgType::kTreaddirattr;
+  using Response = Rreaddirattr;
+  Fid fid = 0;
+  std::vector<std::string> names;  // Wire: u16 count; at most kMaxWalkElements.
+  uint64_t offset = 0;
+  uint32_t count = 0;
+  P9_FIELDS(fid, names, offset, count)
+  bool operator==(const Treaddirattr&) const = default;
+};
+
 struct Tfsync {
   static constexpr MsgType kType = MsgType::kTfsync;
   using Response = Rfsync;
@@ -757,6 +786,22 @@ bool AppendDirent(std::vector<char>& out, const Dirent& d, size_t limit);
 
 // Decodes Rreaddir data. Fails (EPROTO) on a truncated or malformed entry.
 Result<std::vector<Dirent>> DecodeDirents(Bytes data);
+
+// An entry inside Rreaddirattr data: a dirent, then the entry's attributes.
+struct DirentAttr {
+  Dirent dirent;
+  Rgetattr attr;
+  P9_FIELDS(dirent, attr)
+  bool operator==(const DirentAttr&) const = default;
+};
+// Wire size of an Rgetattr body, and of a DirentAttr (at most kMaxDirentAttrSize).
+inline constexpr size_t kRgetattrSize = 8 + 13 + 4 + 4 + 4 + 8 * 15;
+inline size_t DirentAttrSize(const DirentAttr& d) { return DirentSize(d.dirent) + kRgetattrSize; }
+inline constexpr size_t kMaxDirentAttrSize = kMaxDirentSize + kRgetattrSize;
+// Appends `d` to Rreaddirattr data unless that would pass `limit` bytes (then false).
+bool AppendDirentAttr(std::vector<char>& out, const DirentAttr& d, size_t limit);
+// Decodes Rreaddirattr data. Fails (EPROTO) on a truncated or malformed entry.
+Result<std::vector<DirentAttr>> DecodeDirentAttrs(Bytes data);
 
 }  // namespace p9
 

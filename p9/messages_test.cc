@@ -123,10 +123,34 @@ TEST(MessagesTest, HeaderLimits) {
 TEST(MessagesTest, NamesCoverTableAndRejectOthers) {
   int known = 0;
   for (int t = 0; t < 256; ++t) known += IsKnownMsgType(static_cast<uint8_t>(t));
-  EXPECT_EQ(known, 59);
+  EXPECT_EQ(known, 61);
+  EXPECT_STREQ(MsgTypeName(132), "Treaddirattr");
   EXPECT_STREQ(MsgTypeName(110), "Twalk");
   EXPECT_STREQ(MsgTypeName(130), "Twalkgetattr");
   EXPECT_EQ(MsgTypeName(106), nullptr);
+}
+
+TEST(MessagesTest, DirentAttrsRoundTripAndRespectLimit) {
+  DirentAttr a{.dirent = {.qid = Qid{kQtFile, 0, 1}, .offset = 7, .type = 8, .name = "f"}};
+  a.attr.valid = getattr::kBasic;
+  a.attr.qid = a.dirent.qid;
+  a.attr.mode = 0100644;
+  a.attr.size = 12345;
+  a.attr.mtime_sec = 99;
+  DirentAttr gone{.dirent = {.qid = Qid{kQtDir, 0, 2}, .offset = 9, .type = 4, .name = "gone"}};
+  std::vector<char> buf;
+  ASSERT_TRUE(AppendDirentAttr(buf, a, 1000));
+  EXPECT_EQ(buf.size(), DirentAttrSize(a));
+  ASSERT_TRUE(AppendDirentAttr(buf, gone, 1000));
+  EXPECT_FALSE(AppendDirentAttr(buf, a, buf.size() + DirentAttrSize(a) - 1));
+  auto d = DecodeDirentAttrs(Bytes(buf.data(), buf.size()));
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(*d, (std::vector<DirentAttr>{a, gone}));
+  EXPECT_EQ((*d)[1].attr.valid, 0u) << "an entry gone meanwhile carries no attributes";
+  for (size_t n = 1; n < buf.size(); ++n) {
+    if (n == DirentAttrSize(a)) continue;  // A whole first entry is valid on its own.
+    EXPECT_FALSE(DecodeDirentAttrs(Bytes(buf.data(), n)).has_value()) << n;
+  }
 }
 
 TEST(MessagesTest, VisitRequestDecodesOnlyRequests) {

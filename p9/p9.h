@@ -30,9 +30,12 @@ inline constexpr char kVersionUnknown[] = "unknown";
 //    read-only (no Twalk/Tlopen/Tclunk around a listing);
 //  * Rreaddir is full: the server stops only when the next entry would not fit or the
 //    directory has ended, so a reply with room for kMaxDirentSize more bytes is the last and
-//    the client need not send the Treaddir that would come back empty.
+//    the client need not send the Treaddir that would come back empty;
+//  * Treaddirattr (messages.h, cxx.3): a listing whose entries carry their attributes, of a
+//    directory fid or of one walked to from it for the listing alone, so a client knows
+//    every entry without walking it.
 // Offered by our client, accepted by our server; anyone else answers "9P2000.L".
-inline constexpr char kVersion9P2000LExt[] = "9P2000.L.cxx.2";
+inline constexpr char kVersion9P2000LExt[] = "9P2000.L.cxx.3";
 
 // Message header: size[4] type[1] tag[2]. size counts the whole message, header included.
 inline constexpr size_t kHeaderSize = 7;

@@ -673,6 +673,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return Rreaddir{Bytes(x.vec.data(), x.vec.size())};
   }
 
+  Result<Rreaddirattr> Op(const Treaddirattr& req, ReplyExtras& x) {
+    if (!fd_donation()) return Errno(ENOSYS);  // Our dialect only.
+    for (const auto& n : req.names) P9_RETURN_IF_ERROR(ValidateName(n));
+    P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.fid));
+    std::shared_ptr<File> dir = ff.second;
+    if (!req.names.empty()) {
+      // Walked for this listing only: no fid, nothing kept.
+      P9_ASSIGN_OR_RETURN(WalkResult w, dir->Walk(req.names));
+      if (w.qids.size() != req.names.size() || !w.file) return Errno(ENOENT);
+      dir = std::move(w.file);
+    }
+    size_t count = std::min<size_t>(req.count, msize_ - kIoHeaderSize);
+    P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents,
+                        dir->ReaddirAttr(req.offset, static_cast<uint32_t>(count)));
+    x.vec.reserve(count);
+    for (const DirentAttr& d : ents) {
+      if (!AppendDirentAttr(x.vec, d, count)) break;
+    }
+    // The first entry does not fit: an empty reply would read as end of directory.
+    if (x.vec.empty() && !ents.empty()) return Errno(EINVAL);
+    return Rreaddirattr{Bytes(x.vec.data(), x.vec.size())};
+  }
+
   Result<Rmkdir> Op(const Tmkdir& req, ReplyExtras&) {
     P9_RETURN_IF_ERROR(ValidateName(req.name));
     P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.dfid));

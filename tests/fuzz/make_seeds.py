@@ -29,6 +29,10 @@ def walkgetattr(tag, fid, newfid, *names):
     return frame(130, tag, struct.pack("<IIQH", fid, newfid, 0x7ff, len(names)) + b"".join(s(n) for n in names))
 
 
+def readdirattr(tag, fid, off, n, *names):
+    return frame(132, tag, struct.pack("<IH", fid, len(names)) + b"".join(s(x) for x in names) + struct.pack("<QI", off, n))
+
+
 def lopen(tag, fid, flags): return frame(12, tag, struct.pack("<II", fid, flags))
 def read(tag, fid, off, n): return frame(116, tag, struct.pack("<IQI", fid, off, n))
 def write(tag, fid, off, data): return frame(118, tag, struct.pack("<IQI", fid, off, len(data)) + data)
@@ -53,6 +57,7 @@ SERVER = {
     "read_file": walk(2, 0, 1, "a") + lopen(3, 1, 0) + read(4, 1, 0, 100) + clunk(5, 1),
     "list_dir": walk(2, 0, 1, "d") + lopen(3, 1, 0o200000) + readdir(4, 1, 0, 4096) + readdir(5, 1, 0, 40),
     "list_unopened": walk(2, 0, 1, "d") + readdir(3, 1, 0, 4096),
+    "readdirattr": readdirattr(2, 0, 0, 4096) + readdirattr(3, 0, 0, 300, "d") + readdirattr(4, 0, 0, 4096, "d", "up") + readdirattr(5, 0, 0, 4096, ".."),
     "walkgetattr": walkgetattr(2, 0, 1, "d", "e") + getattr_(3, 1) + walkgetattr(4, 0, 5, "d", "up", "x"),
     "create_write": lcreate(2, 0, "n", 2 | 0o100, 0o644) + write(3, 0, 0, b"hello") + read(4, 0, 0, 10),
     "create_in_clone": walk(2, 0, 1) + lcreate(3, 1, "n", 2 | 0o100, 0o644) + write(4, 1, 5, b"x" * 64) + clunk(5, 1),
@@ -68,13 +73,14 @@ SERVER = {
 
 
 def qid(t=0x80, v=0, path=1): return struct.pack("<BIQ", t, v, path)
-def rversion(msize=65536, v="9P2000.L.cxx.2"): return frame(101, 0xFFFF, struct.pack("<I", msize) + s(v))
+def rversion(msize=65536, v="9P2000.L.cxx.3"): return frame(101, 0xFFFF, struct.pack("<I", msize) + s(v))
 def rattach(tag): return frame(105, tag, qid())
 def rwalk(tag, n): return frame(111, tag, struct.pack("<H", n) + b"".join(qid(0, 0, i + 2) for i in range(n)))
 def rgetattr(tag): return frame(25, tag, struct.pack("<Q", 0x7ff) + qid() + struct.pack("<III", 0o40755, 0, 0) + struct.pack("<" + "Q" * 15, *([1] * 15)))
 def rlerror(tag, e): return frame(7, tag, struct.pack("<I", e))
 def rclunk(tag): return frame(121, tag, b"")
 def rread(tag, data): return frame(117, tag, struct.pack("<I", len(data)) + data)
+def rreaddirattr(tag): return frame(133, tag, struct.pack("<I", 25 + 153) + qid(0, 0, 9) + struct.pack("<QB", 1, 8) + s("f") + struct.pack("<Q", 0x7ff) + qid(0, 0, 9) + struct.pack("<III", 0o100644, 0, 0) + struct.pack("<" + "Q" * 15, *([1] * 15)))
 def rreaddir(tag): return frame(41, tag, struct.pack("<I", 24 + 1) + qid(0, 0, 9) + struct.pack("<QB", 1, 8) + s("f")[:2] + b"f")
 
 
@@ -85,6 +91,7 @@ CLIENT = {
     "plain_version": rversion(8192, "9P2000.L") + rattach(0) + rlerror(1, 2),
     "walks": rversion() + rattach(0) + rattach(1) + rattach(2) + rwalk(3, 2) + rgetattr(4) + rlerror(5, 2),
     "read": rversion() + rattach(0) + rwalk(1, 2) + frame(13, 2, qid(0) + struct.pack("<I", 0)) + rread(3, b"hello"),
+    "readdirattr": rversion() + rattach(0) + rreaddirattr(1) + rreaddirattr(2) + rlerror(3, 20),
     "readdir_clunk": rversion() + rattach(0) + rreaddir(1) + rclunk(2) + rclunk(3),
     "wrong_tag": rversion() + rattach(7) + rgetattr(0),
     "garbage": rversion() + b"\x05\x00\x00\x00\x01\x00\x00" + rattach(0),
