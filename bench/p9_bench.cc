@@ -11,6 +11,7 @@
 // time (the client splits requests above msize-24 into several Treads). "donated" reads go
 // through the host fd the gofer passes with Rlopen. Concurrency runs N threads on one
 // connection. The gofer's RSS is measured with 10,000 fids walked.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -325,6 +326,38 @@ void BM_ResolveStat(benchmark::State& state) {
   state.SetLabel(std::to_string(names.size()) + (one ? " names, Twalkgetattr" : " names, Twalk+Tgetattr"));
 }
 
+// One directory of a tree walker's pass ("tree": 20 subdirectories, 40 files): what the
+// sandbox asks to list it and to know its subdirectories. range(0): 0 Treaddir (walked fid)
+// and a Twalkgetattr per subdirectory, as the sandbox did before Treaddirattr; 1 one
+// Treaddirattr (subdirectories' attributes); 2 one Treaddirattr with every entry's.
+void BM_ListDir(benchmark::State& state) {
+  PEER_OR_SKIP("ours-spin", 1u << 20);
+  auto tree = peer->root.Walk({"tree"});
+  if (!tree.has_value()) return state.SkipWithError("walk");
+  const int mode = static_cast<int>(state.range(0));
+  size_t entries = 0;
+  for (auto _ : state) {
+    if (mode == 0) {
+      auto ents = tree->ReaddirAll();
+      if (!ents.has_value()) return state.SkipWithError("readdir");
+      entries = ents->size();
+      for (const auto& e : *ents) {
+        if (e.type != DT_DIR || e.name == "." || e.name == "..") continue;
+        auto w = tree->WalkGetAttr({e.name});  // Clunked (not waited for) at once.
+        if (!w.has_value()) return state.SkipWithError("walkgetattr");
+      }
+    } else {
+      auto l = peer->root.ListAttr({"tree"}, mode == 2 ? p9::readdirattr::kAllEntries : 0);
+      if (!l.has_value()) return state.SkipWithError("readdirattr");
+      entries = l->entries.size();
+    }
+  }
+  state.SetLabel(std::to_string(entries) + " entries; " +
+                 (mode == 0   ? "Treaddir + Twalkgetattr per subdirectory"
+                  : mode == 1 ? "Treaddirattr, subdirectories' attributes"
+                              : "Treaddirattr, every entry's attributes"));
+}
+
 void BM_OpenClunk(benchmark::State& state, std::string kind) {
   PEER_OR_SKIP(kind, 1u << 20);
   auto f = peer->root.Walk({"small"});
@@ -418,6 +451,8 @@ void MakeTree() {
   for (char c = 'a'; c < 'a' + 8; ++c) p /= std::string(1, c);
   fs::create_directories(p);
   fs::create_directories(g_dir / "files");
+  for (int i = 0; i < 20; ++i) fs::create_directories(g_dir / "tree" / ("subdirectory" + std::to_string(i)));
+  for (int i = 0; i < 40; ++i) std::ofstream(g_dir / "tree" / ("some-file-" + std::to_string(i) + ".txt"));
   for (int i = 0; i < 1000; ++i) std::ofstream(g_dir / "files" / ("f" + std::to_string(i)));
   // Warm the host page cache: every reader measures the cached case.
   std::ifstream in(g_dir / "big", std::ios::binary);
@@ -470,6 +505,7 @@ int main(int argc, char** argv) {
     if (kind == "ours") {
       benchmark::RegisterBenchmark("9p/ours/resolve_stat", BM_ResolveStat)
           ->Args({1, 0})->Args({1, 1})->Args({8, 0})->Args({8, 1});
+      benchmark::RegisterBenchmark("9p/ours-spin/list_dir", BM_ListDir)->Arg(0)->Arg(1)->Arg(2);
     }
     benchmark::RegisterBenchmark(("9p/" + kind + "/open_clunk").c_str(), BM_OpenClunk, kind);
     benchmark::RegisterBenchmark(("9p/" + kind + "/concurrent_getattr").c_str(), BM_ConcurrentGetattr, kind)

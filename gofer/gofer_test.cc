@@ -443,12 +443,14 @@ TEST_P(GoferRwTest, ReaddirAttrOfALargeDirectorySpansReplies) {
   uint64_t offset = 0;
   int replies = 0;
   for (;;) {
-    auto ents = client_->ReaddirAttr(root_.fid(), {"big"}, offset, 65536);
-    ASSERT_TRUE(ents.has_value()) << ents.error();
-    if (ents->empty()) break;
+    auto r = client_->ReaddirAttr(root_.fid(), p9::kNoFid, p9::readdirattr::kAllEntries,
+                                  {"big"}, offset, 65536);
+    ASSERT_TRUE(r.has_value()) << r.error();
+    auto& ents = r->second;
+    if (ents.empty()) break;
     ++replies;
-    offset = ents->back().dirent.offset;
-    for (auto& e : *ents) all.push_back(std::move(e));
+    offset = ents.back().dirent.offset;
+    for (auto& e : ents) all.push_back(std::move(e));
   }
   EXPECT_GT(replies, 5);
   std::map<std::string, uint64_t> sizes;
@@ -460,9 +462,14 @@ TEST_P(GoferRwTest, ReaddirAttrOfALargeDirectorySpansReplies) {
   for (int i = 0; i < 3000; ++i) {
     EXPECT_EQ(sizes["entry-with-a-longish-name-" + std::to_string(i)], static_cast<uint64_t>(i % 97));
   }
-  auto whole = root_.ReaddirAttrAll({"big"});
+  auto whole = root_.ListAttr({"big"}, p9::readdirattr::kAllEntries);
   ASSERT_TRUE(whole.has_value());
-  EXPECT_EQ(whole->size(), 3002u);
+  EXPECT_EQ(whole->entries.size(), 3002u);
+  // Kept: the replies after the first continue on the new fid.
+  auto kept = root_.ListAttr({"big"}, 0, /*keep=*/true);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->entries.size(), 3002u);
+  EXPECT_TRUE(kept->dir.valid());
 }
 
 TEST_P(GoferRwTest, XattrsReachTheHost) {
@@ -562,12 +569,13 @@ TEST_P(GoferRwTest, WalkedFidsCostOneHostFdPerFile) {
   EXPECT_TRUE(fs::exists(root_dir_ / "dir" / "f2"));
 }
 
-// Treaddirattr: every entry with what lstat says of it, of the fid's directory or of one
-// reached by names for the listing alone; "." and ".." carry no attributes (".." of the
-// root is outside the tree); symlinks are described, not followed.
+// Treaddirattr: entries with what lstat says of them, of the fid's directory or of one
+// reached by names; every entry's with kAllEntries, else the subdirectories' only; "." and
+// ".." carry no attributes (".." of the root is outside the tree); symlinks are described,
+// not followed.
 TEST_P(GoferTest, ReaddirAttrCarriesWhatLstatSays) {
-  auto check = [&](const std::vector<p9::DirentAttr>& ents,
-                   const fs::path& dir) -> std::set<std::string> {
+  auto check = [&](const std::vector<p9::DirentAttr>& ents, const fs::path& dir,
+                   bool all) -> std::set<std::string> {
     std::set<std::string> names;
     for (const p9::DirentAttr& e : ents) {
       SCOPED_TRACE(e.dirent.name);
@@ -581,6 +589,10 @@ TEST_P(GoferTest, ReaddirAttrCarriesWhatLstatSays) {
         ADD_FAILURE() << "listed but not on the host";
         continue;
       }
+      if (!all && !S_ISDIR(st.st_mode)) {
+        EXPECT_EQ(e.attr.valid, 0u) << "only subdirectories carry attributes";
+        continue;
+      }
       EXPECT_EQ(e.attr.valid & p9::getattr::kBasic, p9::getattr::kBasic);
       EXPECT_EQ(e.attr.mode, st.st_mode);
       EXPECT_EQ(e.attr.size, static_cast<uint64_t>(st.st_size));
@@ -592,38 +604,68 @@ TEST_P(GoferTest, ReaddirAttrCarriesWhatLstatSays) {
     }
     return names;
   };
-  auto root = root_.ReaddirAttrAll();
+  auto root = root_.ListAttr({}, p9::readdirattr::kAllEntries);
   ASSERT_TRUE(root.has_value()) << root.error();
-  std::set<std::string> names = check(*root, root_dir_);
+  std::set<std::string> names = check(root->entries, root_dir_, true);
   EXPECT_TRUE(names.contains("file") && names.contains("link") && names.contains("abs_escape"));
-  auto dir = root_.ReaddirAttrAll({"dir"});
+  EXPECT_EQ(root->qid, p9::Qid{}) << "no names: no qid";
+  EXPECT_FALSE(root->dir.valid());
+  auto dirs_only = root_.ListAttr();
+  ASSERT_TRUE(dirs_only.has_value());
+  EXPECT_EQ(check(dirs_only->entries, root_dir_, false), names);
+  auto dir = root_.ListAttr({"dir"}, p9::readdirattr::kAllEntries);
   ASSERT_TRUE(dir.has_value()) << dir.error();
-  EXPECT_EQ(check(*dir, root_dir_ / "dir"), (std::set<std::string>{".", "..", "inner", "sub"}));
+  EXPECT_EQ(check(dir->entries, root_dir_ / "dir", true),
+            (std::set<std::string>{".", "..", "inner", "sub"}));
+  EXPECT_EQ(dir->qid, Walk("dir").GetAttr()->qid);
   // An opened directory fid lists the same.
   ClientFile d = Walk("dir");
   ASSERT_TRUE(d.Open(of::kRdOnly | of::kDirectory).has_value());
-  auto opened = d.ReaddirAttrAll();
+  auto opened = d.ListAttr({}, p9::readdirattr::kAllEntries);
   ASSERT_TRUE(opened.has_value());
-  EXPECT_EQ(opened->size(), dir->size());
+  EXPECT_EQ(opened->entries.size(), dir->entries.size());
+}
+
+// With newfid, the listing leaves a fid at the directory listed, as a walk would; only if
+// the listing succeeded, and never over a fid in use.
+TEST_P(GoferTest, ReaddirAttrLeavesNewfidAtTheDirectory) {
+  auto kept = root_.ListAttr({"dir"}, 0, /*keep=*/true);
+  ASSERT_TRUE(kept.has_value()) << kept.error();
+  ASSERT_TRUE(kept->dir.valid());
+  EXPECT_EQ(kept->dir.GetAttr()->qid, Walk("dir").GetAttr()->qid);
+  auto inner = kept->dir.ListAttr({"sub"});
+  ASSERT_TRUE(inner.has_value()) << inner.error();
+  EXPECT_EQ(inner->entries.size(), 2u) << "dir/sub holds only . and ..";
+  p9::Fid nf = client_->NewFid();
+  auto bad = client_->ReaddirAttr(root_.fid(), nf, 0, {"missing"}, 0, 4096);
+  EXPECT_EQ(Err(bad), Errno(ENOENT));
+  bad = client_->ReaddirAttr(root_.fid(), nf, 0, {"file"}, 0, 4096);
+  EXPECT_EQ(Err(bad), Errno(ENOTDIR));
+  // The failed listings left nothing at nf: a walk may take it.
+  auto w = client_->Call(p9::Twalk{root_.fid(), nf, {}});
+  ASSERT_TRUE(w.has_value()) << w.error();
+  EXPECT_EQ(Err(client_->ReaddirAttr(root_.fid(), nf, 0, {"dir"}, 0, 4096)), Errno(EBADF))
+      << "newfid in use";
+  ClientFile owned(*client_, nf);  // Clunks it.
 }
 
 TEST_P(GoferTest, ReaddirAttrRefusesWhatAWalkRefuses) {
   for (std::string bad : {std::string(".."), std::string("."), std::string(""),
                           std::string("dir/sub"), std::string("x\0y", 3)}) {
-    EXPECT_EQ(Err(root_.ReaddirAttrAll({bad})), Errno(EINVAL)) << bad;
+    EXPECT_EQ(Err(root_.ListAttr({bad})), Errno(EINVAL)) << bad;
   }
-  EXPECT_EQ(Err(root_.ReaddirAttrAll({"abs_escape"})), Errno(ENOTDIR)) << "a symlink";
-  EXPECT_EQ(Err(root_.ReaddirAttrAll({"rel_escape", "secret"})), Errno(ENOENT));
-  EXPECT_EQ(Err(root_.ReaddirAttrAll({"file"})), Errno(ENOTDIR));
-  EXPECT_EQ(Err(root_.ReaddirAttrAll({"missing"})), Errno(ENOENT));
-  EXPECT_EQ(Err(Walk("file").ReaddirAttrAll()), Errno(ENOTDIR));
-  // Listings make no fids and keep no host fds.
+  EXPECT_EQ(Err(root_.ListAttr({"abs_escape"})), Errno(ENOTDIR)) << "a symlink";
+  EXPECT_EQ(Err(root_.ListAttr({"rel_escape", "secret"})), Errno(ENOENT));
+  EXPECT_EQ(Err(root_.ListAttr({"file"})), Errno(ENOTDIR));
+  EXPECT_EQ(Err(root_.ListAttr({"missing"})), Errno(ENOENT));
+  EXPECT_EQ(Err(Walk("file").ListAttr()), Errno(ENOTDIR));
+  // Listings without newfid make no fids and keep no host fds.
   size_t before = OpenFdCount();
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(root_.ReaddirAttrAll({"dir", "sub"}).has_value());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(root_.ListAttr({"dir", "sub"}).has_value());
   EXPECT_LE(OpenFdCount(), before);
   // Plain 9P2000.L has no such message.
   Connect(read_only(), p9::kVersion9P2000L);
-  EXPECT_EQ(Err(root_.ReaddirAttrAll()), Errno(ENOSYS));
+  EXPECT_EQ(Err(root_.ListAttr()), Errno(ENOSYS));
 }
 
 // ---- Escapes -----------------------------------------------------------------------------

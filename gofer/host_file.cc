@@ -320,7 +320,8 @@ Result<std::vector<p9::Dirent>> HostFile::ReaddirUnopened(uint64_t offset, uint3
   return ReadEntries(fd, offset, count, true, 0);
 }
 
-Result<std::vector<p9::DirentAttr>> HostFile::ReaddirAttr(uint64_t offset, uint32_t count) {
+Result<std::vector<p9::DirentAttr>> HostFile::ReaddirAttr(uint64_t offset, uint32_t count,
+                                                          bool all) {
   if (type_ != S_IFDIR) return Errno(ENOTDIR);
   int fd = ::openat(fd_->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return LastErrno();
@@ -333,6 +334,8 @@ Result<std::vector<p9::DirentAttr>> HostFile::ReaddirAttr(uint64_t offset, uint3
     const std::string& name = out[i].dirent.name;
     // "." and ".." carry no attributes: ".." of the attach root lies outside the tree.
     if (name == "." || name == "..") continue;
+    const uint8_t type = out[i].dirent.type;
+    if (!all && type != DT_DIR && type != DT_UNKNOWN) continue;
     // Relative to the directory, never following a symlink or crossing into an automount.
     struct statx sx;
     if (statx(fd, name.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS,

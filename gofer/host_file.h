@@ -57,9 +57,11 @@ class HostFile : public p9::File {
   p9::Result<std::vector<p9::Dirent>> Readdir(uint64_t offset, uint32_t count) override;
   // Opens the directory afresh ("." from the O_PATH fd) for the one listing.
   p9::Result<std::vector<p9::Dirent>> ReaddirUnopened(uint64_t offset, uint32_t count) override;
-  // The same, each entry with its statx (relative to the directory, never following a
-  // symlink); "." and "..", and entries gone meanwhile, carry none.
-  p9::Result<std::vector<p9::DirentAttr>> ReaddirAttr(uint64_t offset, uint32_t count) override;
+  // The same, entries with their statx (relative to the directory, never following a
+  // symlink): every one with `all`, else subdirectories and entries of unknown type; ".",
+  // ".." and entries gone meanwhile carry none.
+  p9::Result<std::vector<p9::DirentAttr>> ReaddirAttr(uint64_t offset, uint32_t count,
+                                                      bool all) override;
   p9::Result<p9::CreateResult> Create(const std::string& name, uint32_t flags, uint32_t mode,
                                       uint32_t gid) override;
   p9::Result<p9::Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid) override;

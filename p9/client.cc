@@ -479,13 +479,13 @@ Result<size_t> Client::Write(Fid fid, uint64_t offset, Bytes src, std::stop_toke
 
 template <typename Rep, typename Req, typename Decode>
 auto Client::CallListing(const Req& req, Decode decode, std::stop_token stop)
-    -> decltype(decode(Bytes{})) {
+    -> decltype(decode(std::declval<const Rep&>())) {
   CallState c;
   P9_RETURN_IF_ERROR(RoundTrip(c, [&](Tag tag) { return EncodeFrame(tag, req); }, stop));
   P9_RETURN_IF_ERROR(CheckReply(c, Rep::kType));
   auto r = DecodeBody<Rep>(Bytes(c.body.data(), c.body.size()));
   if (!r.has_value()) return Break(Errno(EIO));
-  auto ents = decode(r->data);
+  auto ents = decode(*r);
   if (!ents.has_value()) return Break(Errno(EIO));
   return ents;
 }
@@ -493,16 +493,23 @@ auto Client::CallListing(const Req& req, Decode decode, std::stop_token stop)
 Result<std::vector<Dirent>> Client::Readdir(Fid fid, uint64_t offset, uint32_t count,
                                             std::stop_token stop) {
   count = std::min<uint32_t>(count, msize_ - kIoHeaderSize);
-  return CallListing<Rreaddir>(Treaddir{fid, offset, count}, DecodeDirents, stop);
+  return CallListing<Rreaddir>(
+      Treaddir{fid, offset, count}, [](const Rreaddir& r) { return DecodeDirents(r.data); },
+      stop);
 }
 
-Result<std::vector<DirentAttr>> Client::ReaddirAttr(Fid fid, const std::vector<std::string>& names,
-                                                    uint64_t offset, uint32_t count,
-                                                    std::stop_token stop) {
+Result<std::pair<Qid, std::vector<DirentAttr>>> Client::ReaddirAttr(
+    Fid fid, Fid newfid, uint32_t flags, const std::vector<std::string>& names,
+    uint64_t offset, uint32_t count, std::stop_token stop) {
   if (names.size() > kMaxWalkElements) return Errno(E2BIG);
   count = std::min<uint32_t>(count, msize_ - kIoHeaderSize);
-  return CallListing<Rreaddirattr>(Treaddirattr{fid, names, offset, count}, DecodeDirentAttrs,
-                                   stop);
+  return CallListing<Rreaddirattr>(
+      Treaddirattr{fid, newfid, flags, names, offset, count},
+      [](const Rreaddirattr& r) -> Result<std::pair<Qid, std::vector<DirentAttr>>> {
+        P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents, DecodeDirentAttrs(r.data));
+        return std::make_pair(r.qid, std::move(ents));
+      },
+      stop);
 }
 
 }  // namespace p9

@@ -82,11 +82,12 @@ class Client {
   // Treaddir, decoded.
   Result<std::vector<Dirent>> Readdir(Fid fid, uint64_t offset, uint32_t count,
                                       std::stop_token stop = {});
-  // Treaddirattr (our dialect), decoded: the entries of the directory `names` leads to from
-  // `fid`, with their attributes.
-  Result<std::vector<DirentAttr>> ReaddirAttr(Fid fid, const std::vector<std::string>& names,
-                                              uint64_t offset, uint32_t count,
-                                              std::stop_token stop = {});
+  // Treaddirattr (our dialect), decoded: the qid of the directory `names` leads to from
+  // `fid` (zero without names) and its entries, with attributes as `flags` asks
+  // (readdirattr::). `newfid` (kNoFid: none) is left at that directory if it succeeded.
+  Result<std::pair<Qid, std::vector<DirentAttr>>> ReaddirAttr(
+      Fid fid, Fid newfid, uint32_t flags, const std::vector<std::string>& names,
+      uint64_t offset, uint32_t count, std::stop_token stop = {});
 
   // Tclunk without waiting for Rclunk: the caller has nothing to learn from it (the server
   // frees the fid whatever the reply), so a close costs no round trip. The reply is read by
@@ -97,10 +98,10 @@ class Client {
 
  private:
   // A listing request `req` whose reply `Rep` holds data aliasing the receive buffer,
-  // decoded with `decode` before the buffer goes.
+  // decoded with `decode(const Rep&)` before the buffer goes.
   template <typename Rep, typename Req, typename Decode>
   auto CallListing(const Req& req, Decode decode, std::stop_token stop)
-      -> decltype(decode(Bytes{}));
+      -> decltype(decode(std::declval<const Rep&>()));
 
  public:
 

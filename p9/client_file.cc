@@ -177,24 +177,39 @@ Result<std::vector<Dirent>> ClientFile::ReaddirAll() const {
   }
 }
 
-Result<std::vector<DirentAttr>> ClientFile::ReaddirAttrAll(
-    const std::vector<std::string>& names) const {
+Result<ClientFile::AttrListing> ClientFile::ListAttr(const std::vector<std::string>& names,
+                                                     uint32_t flags, bool keep) const {
   if (client_ == nullptr) return Errno(EBADF);
   const uint32_t count = static_cast<uint32_t>(client_->msize() - kIoHeaderSize);
-  std::vector<DirentAttr> all;
+  AttrListing out;
   uint64_t offset = 0;
-  for (;;) {
-    P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents,
-                        client_->ReaddirAttr(fid_, names, offset, count));
-    if (ents.empty()) return all;
+  for (bool first = true;; first = false) {
+    // The rest of a kept listing continues on the kept fid.
+    const bool from_kept = keep && !first;
+    const Fid at = from_kept ? out.dir.fid() : fid_;
+    const Fid newfid = keep && first ? client_->NewFid() : kNoFid;
+    auto r = client_->ReaddirAttr(at, newfid, flags,
+                                  from_kept ? std::vector<std::string>{} : names, offset, count);
+    if (newfid != kNoFid) {
+      if (!r.has_value()) {
+        client_->ReleaseFid(newfid);
+        return r.error();
+      }
+      out.dir = ClientFile(*client_, newfid);
+      out.qid = r->first;
+    }
+    if (!r.has_value()) return r.error();
+    if (first) out.qid = r->first;
+    std::vector<DirentAttr>& ents = r->second;
+    if (ents.empty()) return out;
     offset = ents.back().dirent.offset;
     size_t used = 0;
     for (auto& e : ents) {
       used += DirentAttrSize(e);
-      all.push_back(std::move(e));
+      out.entries.push_back(std::move(e));
     }
     // A reply with room for one more entry is the last (Treaddirattr replies are full).
-    if (count - used >= kMaxDirentAttrSize) return all;
+    if (count - used >= kMaxDirentAttrSize) return out;
   }
 }
 

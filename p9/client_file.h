@@ -60,10 +60,13 @@ class ClientFile {
   // Every entry, Treaddir after Treaddir (in our dialect, without the last empty one). On a
   // walked, unopened directory fid only in our dialect.
   Result<std::vector<Dirent>> ReaddirAll() const;
-  // Every entry, with its attributes, of the directory `names` leads to from this fid (no
-  // names: this one, opened or not), Treaddirattr after Treaddirattr (our dialect; ENOSYS
-  // from others). No fid is made for the listing.
-  Result<std::vector<DirentAttr>> ReaddirAttrAll(const std::vector<std::string>& names = {}) const;
+  struct AttrListing;  // Below.
+  // Every entry of the directory `names` leads to from this fid (no names: this one, opened
+  // or not), with attributes as `flags` asks (readdirattr::), Treaddirattr after
+  // Treaddirattr (our dialect; ENOSYS from others). With `keep`, the first leaves a fid at
+  // the directory, which the rest use.
+  Result<AttrListing> ListAttr(const std::vector<std::string>& names = {}, uint32_t flags = 0,
+                               bool keep = false) const;
 
   Result<Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid = 0) const;
   Result<Qid> Symlink(const std::string& name, const std::string& target,
@@ -104,6 +107,13 @@ class ClientFile {
   Client* client_ = nullptr;
   Fid fid_ = kNoFid;
   UniqueFd donated_;
+};
+
+// A directory listed with Treaddirattr (ClientFile::ListAttr).
+struct ClientFile::AttrListing {
+  Qid qid;  // The directory's, when reached through names.
+  std::vector<DirentAttr> entries;
+  ClientFile dir;  // With `keep`: a fid at the directory.
 };
 
 }  // namespace p9

@@ -93,10 +93,12 @@ class File {
   virtual Result<std::vector<Dirent>> ReaddirUnopened(uint64_t /*offset*/, uint32_t /*count*/) {
     return Errno(ENOSYS);
   }
-  // Treaddirattr (our dialect): the entries after cookie `offset` with their attributes
-  // (getattr::kBasic; valid = 0 for an entry gone meanwhile), at most about `count` bytes
-  // of them in wire form (DirentAttrSize), opened or not. ENOSYS: not offered.
-  virtual Result<std::vector<DirentAttr>> ReaddirAttr(uint64_t /*offset*/, uint32_t /*count*/) {
+  // Treaddirattr (our dialect): the entries after cookie `offset`, at most about `count`
+  // bytes of them in wire form (DirentAttrSize), opened or not; with their attributes
+  // (getattr::kBasic) where `all` or the entry is a subdirectory (or of unknown type), and
+  // valid = 0 elsewhere and for an entry gone meanwhile. ENOSYS: not offered.
+  virtual Result<std::vector<DirentAttr>> ReaddirAttr(uint64_t /*offset*/, uint32_t /*count*/,
+                                                      bool /*all*/) {
     return Errno(ENOSYS);
   }
 

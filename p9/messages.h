@@ -45,13 +45,17 @@
 //        Rwalkgetattr nwqid[2] wqid[13]* <an Rgetattr body>
 //     Twalk and Tgetattr of the file walked to, in one round trip (gVisor's Twalkgetattr). A
 //     partial walk creates no newfid and its attributes have valid = 0.
-//   Treaddirattr fid[4] nwname[2] wname[s]* offset[8] count[4]
-//        Rreaddirattr count[4] data[count]
+//   Treaddirattr fid[4] newfid[4] flags[4] nwname[2] wname[s]* offset[8] count[4]
+//        Rreaddirattr qid[13] count[4] data[count]
 //     The entries, after cookie `offset`, of the directory reached by walking `wname` from
 //     `fid` (no names: fid itself, opened or not), each a dirent followed by an Rgetattr body
-//     (getattr::kBasic; valid = 0 for an entry gone meanwhile). With it a client knows every
-//     entry's attributes without walking it, and lists a directory it never walked. No fid is
-//     created; at most `count` bytes of data, and a short reply is the last.
+//     (getattr::kBasic). Which entries carry attributes (valid = 0 for the others, for "."
+//     and "..", and for an entry gone meanwhile): every one with readdirattr::kAllEntries in
+//     `flags`, else the subdirectories (and entries of unknown type). With it a client knows
+//     entries without walking them, and lists a directory it never walked. Unless newfid is
+//     NOFID, newfid is left at the directory listed (as Twalk would), and only if the
+//     listing succeeded; qid is that directory's (zero without names). At most `count` bytes
+//     of data, and a reply with room for another entry is the last.
 #ifndef P9_MESSAGES_H_
 #define P9_MESSAGES_H_
 
@@ -323,9 +327,12 @@ struct Rreaddir {
 // Rreaddirattr data: DirentAttr entries (DecodeDirentAttrs).
 struct Rreaddirattr {
   static constexpr MsgType kType = MsgType::kRreaddirattr;
+  Qid qid;
   Bytes data;
-  P9_FIELDS(data)
-  bool operator==(const Rreaddirattr& o) const { return Rreaddir::SameBytes(data, o.data); }
+  P9_FIELDS(qid, data)
+  bool operator==(const Rreaddirattr& o) const {
+    return qid == o.qid && Rreaddir::SameBytes(data, o.data);
+  }
 };
 
 struct Rlock {
@@ -558,14 +565,20 @@ struct Treaddir {
   bool operator==(const Treaddir&) const = default;
 };
 
+namespace readdirattr {
+inline constexpr uint32_t kAllEntries = 1;  // Every entry's attributes, not only subdirectories'.
+}  // namespace readdirattr
+
 struct Treaddirattr {
   static constexpr MsgType kType = MsgType::kTreaddirattr;
   using Response = Rreaddirattr;
   Fid fid = 0;
+  Fid newfid = kNoFid;  // kNoFid: none.
+  uint32_t flags = 0;   // readdirattr::
   std::vector<std::string> names;  // Wire: u16 count; at most kMaxWalkElements.
   uint64_t offset = 0;
   uint32_t count = 0;
-  P9_FIELDS(fid, names, offset, count)
+  P9_FIELDS(fid, newfid, flags, names, offset, count)
   bool operator==(const Treaddirattr&) const = default;
 };
 

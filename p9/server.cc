@@ -677,23 +677,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!fd_donation()) return Errno(ENOSYS);  // Our dialect only.
     for (const auto& n : req.names) P9_RETURN_IF_ERROR(ValidateName(n));
     P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.fid));
+    const bool keep = req.newfid != kNoFid;
+    if (keep && FidInUse(req.newfid)) return Errno(EBADF);
     std::shared_ptr<File> dir = ff.second;
-    if (!req.names.empty()) {
-      // Walked for this listing only: no fid, nothing kept.
+    Rreaddirattr r;
+    if (!req.names.empty() || keep) {
+      // Walked for this listing (and kept as newfid once it succeeded).
       P9_ASSIGN_OR_RETURN(WalkResult w, dir->Walk(req.names));
+      if (w.qids.size() > req.names.size()) return Errno(EIO);  // Backend bug.
       if (w.qids.size() != req.names.size() || !w.file) return Errno(ENOENT);
+      if (!w.qids.empty()) r.qid = w.qids.back();
       dir = std::move(w.file);
     }
     size_t count = std::min<size_t>(req.count, msize_ - kIoHeaderSize);
     P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents,
-                        dir->ReaddirAttr(req.offset, static_cast<uint32_t>(count)));
+                        dir->ReaddirAttr(req.offset, static_cast<uint32_t>(count),
+                                         (req.flags & readdirattr::kAllEntries) != 0));
     x.vec.reserve(count);
     for (const DirentAttr& d : ents) {
       if (!AppendDirentAttr(x.vec, d, count)) break;
     }
     // The first entry does not fit: an empty reply would read as end of directory.
     if (x.vec.empty() && !ents.empty()) return Errno(EINVAL);
-    return Rreaddirattr{Bytes(x.vec.data(), x.vec.size())};
+    if (keep) P9_RETURN_IF_ERROR(InsertFid(req.newfid, std::make_shared<ServerFid>(dir)));
+    r.data = Bytes(x.vec.data(), x.vec.size());
+    return r;
   }
 
   Result<Rmkdir> Op(const Tmkdir& req, ReplyExtras&) {

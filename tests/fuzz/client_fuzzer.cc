@@ -38,7 +38,7 @@ void Calls(p9::Client* c, int which) {
         break;
       case 2:
         (void)root->Readdir(0, 4096);
-        (void)root->ReaddirAttrAll({"d"});
+        (void)root->ListAttr({"d"}, 0, /*keep=*/true);
         (void)root->GetXattr("user.k");
         break;
       case 3: {

@@ -29,8 +29,8 @@ def walkgetattr(tag, fid, newfid, *names):
     return frame(130, tag, struct.pack("<IIQH", fid, newfid, 0x7ff, len(names)) + b"".join(s(n) for n in names))
 
 
-def readdirattr(tag, fid, off, n, *names):
-    return frame(132, tag, struct.pack("<IH", fid, len(names)) + b"".join(s(x) for x in names) + struct.pack("<QI", off, n))
+def readdirattr(tag, fid, newfid, flags, off, n, *names):
+    return frame(132, tag, struct.pack("<IIIH", fid, newfid, flags, len(names)) + b"".join(s(x) for x in names) + struct.pack("<QI", off, n))
 
 
 def lopen(tag, fid, flags): return frame(12, tag, struct.pack("<II", fid, flags))
@@ -57,7 +57,7 @@ SERVER = {
     "read_file": walk(2, 0, 1, "a") + lopen(3, 1, 0) + read(4, 1, 0, 100) + clunk(5, 1),
     "list_dir": walk(2, 0, 1, "d") + lopen(3, 1, 0o200000) + readdir(4, 1, 0, 4096) + readdir(5, 1, 0, 40),
     "list_unopened": walk(2, 0, 1, "d") + readdir(3, 1, 0, 4096),
-    "readdirattr": readdirattr(2, 0, 0, 4096) + readdirattr(3, 0, 0, 300, "d") + readdirattr(4, 0, 0, 4096, "d", "up") + readdirattr(5, 0, 0, 4096, ".."),
+    "readdirattr": readdirattr(2, 0, 0xFFFFFFFF, 1, 0, 4096) + readdirattr(3, 0, 1, 0, 0, 300, "d") + readdirattr(4, 1, 2, 0, 0, 4096) + readdirattr(5, 0, 3, 0, 0, 4096, "d", "up") + readdirattr(6, 0, 0, 0, 0, 4096, "..") + getattr_(7, 1),
     "walkgetattr": walkgetattr(2, 0, 1, "d", "e") + getattr_(3, 1) + walkgetattr(4, 0, 5, "d", "up", "x"),
     "create_write": lcreate(2, 0, "n", 2 | 0o100, 0o644) + write(3, 0, 0, b"hello") + read(4, 0, 0, 10),
     "create_in_clone": walk(2, 0, 1) + lcreate(3, 1, "n", 2 | 0o100, 0o644) + write(4, 1, 5, b"x" * 64) + clunk(5, 1),
@@ -80,7 +80,7 @@ def rgetattr(tag): return frame(25, tag, struct.pack("<Q", 0x7ff) + qid() + stru
 def rlerror(tag, e): return frame(7, tag, struct.pack("<I", e))
 def rclunk(tag): return frame(121, tag, b"")
 def rread(tag, data): return frame(117, tag, struct.pack("<I", len(data)) + data)
-def rreaddirattr(tag): return frame(133, tag, struct.pack("<I", 25 + 153) + qid(0, 0, 9) + struct.pack("<QB", 1, 8) + s("f") + struct.pack("<Q", 0x7ff) + qid(0, 0, 9) + struct.pack("<III", 0o100644, 0, 0) + struct.pack("<" + "Q" * 15, *([1] * 15)))
+def rreaddirattr(tag): return frame(133, tag, qid() + struct.pack("<I", 25 + 153) + qid(0, 0, 9) + struct.pack("<QB", 1, 8) + s("f") + struct.pack("<Q", 0x7ff) + qid(0, 0, 9) + struct.pack("<III", 0o100644, 0, 0) + struct.pack("<" + "Q" * 15, *([1] * 15)))
 def rreaddir(tag): return frame(41, tag, struct.pack("<I", 24 + 1) + qid(0, 0, 9) + struct.pack("<QB", 1, 8) + s("f")[:2] + b"f")
 
 

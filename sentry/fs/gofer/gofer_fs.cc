@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <ctime>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "glog/logging.h"
 #include "p9/client_file.h"
@@ -33,6 +35,12 @@ struct GoferFs::Shared {
   bool CachesAttrs() const {
     return cache == CachePolicy::kFscache || cache == CachePolicy::kFscacheWritethrough;
   }
+  // Counts changes made through this file system (attributes, data, names). A directory's
+  // listing describes its entries as they were when it was read; its attributes stand for
+  // an entry only while nothing has changed since (GoferInode::Lookup).
+  std::atomic<uint64_t> epoch{0};
+  void Mutated() { epoch.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t Epoch() const { return epoch.load(std::memory_order_relaxed); }
 };
 
 namespace {
@@ -140,12 +148,118 @@ class ListingFile : public OpenFile {
   std::shared_ptr<const std::vector<DirEntry>> ents_;
 };
 
+// A 9p inode: walked (it holds a fid), or, under the attribute-caching policies, unwalked:
+// known from its directory's listing (Treaddirattr), which gave its attributes. An unwalked
+// inode costs the gofer nothing (no fid, no host fd) and gets a fid only when something
+// needs one (Fid(): a walk from the nearest walked ancestor). Every change goes through this
+// sandbox under those policies, so the (parent, name) it was listed under stays its own:
+// a rename walks the moved entry first (Settle), an unlink or a replacement marks it stale.
 class GoferInode : public Inode {
  public:
+  // Walked: `fid` names it.
   GoferInode(std::shared_ptr<GoferFs::Shared> shared, ClientFile fid, p9::Qid qid)
       : shared_(std::move(shared)), fid_(std::move(fid)), qid_(qid) {}
+  // Unwalked: entry `name` of `parent`'s listing, with the attributes it gave.
+  GoferInode(std::shared_ptr<GoferFs::Shared> shared, std::shared_ptr<GoferInode> parent,
+             std::string name, p9::Qid qid, const Attr& attr)
+      : shared_(std::move(shared)),
+        parent_(std::move(parent)),
+        name_(std::move(name)),
+        qid_(qid),
+        attr_(attr) {}
 
   const p9::Qid& qid() const { return qid_; }
+
+  // This inode's fid, walked now if it has none yet. The pointer stays valid while the
+  // inode lives.
+  Result<const ClientFile*> Fid() {
+    std::lock_guard l(fid_mu_);
+    if (fid_.valid()) return &fid_;
+    if (stale_) return Errno(ESTALE);
+    // Ancestors' locks are taken below this one's: always child to parent.
+    P9_ASSIGN_OR_RETURN(auto path, parent_->PathToHere());
+    path.second.push_back(name_);
+    p9::Client& c = *shared_->client;
+    p9::Fid nf = c.NewFid();
+    auto r = c.Call(p9::Twalk{path.first->fid(), nf, path.second});
+    if (!r.has_value() || r->wqids.size() != path.second.size()) {
+      c.ReleaseFid(nf);
+      return r.has_value() ? Errno(ENOENT) : r.error();
+    }
+    ClientFile f(c, nf);
+    // The name must still be the file listed (nothing else changes this tree).
+    if (r->wqids.back().path != qid_.path) return Errno(ESTALE);
+    fid_ = std::move(f);
+    return &fid_;
+  }
+  // Where a walk reaches this inode from: a walked inode's fid (its own, or an ancestor's)
+  // and the names from there (none if walked). At most kMaxWalkElements names: deeper
+  // chains walk an ancestor on the way.
+  Result<std::pair<const ClientFile*, std::vector<std::string>>> PathToHere() {
+    std::vector<std::string> names;
+    GoferInode* at = this;
+    for (;;) {
+      {
+        std::lock_guard l(at->fid_mu_);
+        if (at->fid_.valid()) break;
+        if (at->stale_) return Errno(ESTALE);
+      }
+      if (names.size() == p9::kMaxWalkElements - 1) {
+        P9_ASSIGN_OR_RETURN(const ClientFile* f, at->Fid());
+        std::reverse(names.begin(), names.end());
+        return std::make_pair(f, std::move(names));
+      }
+      names.push_back(at->name_);  // parent_ and name_ never change: no lock needed.
+      at = at->parent_.get();
+    }
+    std::reverse(names.begin(), names.end());
+    return std::make_pair(&at->fid_, std::move(names));
+  }
+  // This directory's entries (Treaddirattr), its subdirectories with their attributes. An
+  // unwalked directory is listed from its nearest walked ancestor, and the listing leaves
+  // it walked: its own entries then list one name away.
+  Result<std::vector<p9::DirentAttr>> ListAttr() {
+    std::unique_lock l(fid_mu_);
+    if (fid_.valid()) {
+      l.unlock();  // fid_ never changes once valid.
+      P9_ASSIGN_OR_RETURN(ClientFile::AttrListing r, fid_.ListAttr());
+      return std::move(r.entries);
+    }
+    if (stale_) return Errno(ESTALE);
+    P9_ASSIGN_OR_RETURN(auto path, parent_->PathToHere());
+    path.second.push_back(name_);
+    P9_ASSIGN_OR_RETURN(ClientFile::AttrListing r,
+                        path.first->ListAttr(path.second, 0, /*keep=*/true));
+    if (r.qid.path != qid_.path) return Errno(ESTALE);  // See Fid().
+    fid_ = std::move(r.dir);
+    return std::move(r.entries);
+  }
+  // Its name went away (unlinked, or replaced by a rename) while it was unwalked: it can
+  // never be walked now.
+  void Stale() {
+    std::lock_guard l(fid_mu_);
+    if (!fid_.valid()) stale_ = true;
+  }
+  // Before entry `name` here is renamed away: an unwalked inode listed under it is walked,
+  // so that it stops depending on the name. Before it is unlinked or replaced: stale.
+  Result<void> Settle(const std::string& name, bool moving) {
+    std::shared_ptr<GoferInode> child;
+    {
+      std::lock_guard l(mu_);
+      auto it = unwalked_.find(name);
+      if (it == unwalked_.end()) return p9::Ok();
+      child = it->second.lock();
+      unwalked_.erase(it);
+    }
+    if (!child) return p9::Ok();
+    if (!moving) {
+      child->Stale();
+      return p9::Ok();
+    }
+    P9_ASSIGN_OR_RETURN(const ClientFile* f, child->Fid());
+    (void)f;
+    return p9::Ok();
+  }
   void InvalidateAttrs() {
     std::lock_guard l(mu_);
     attr_.reset();
@@ -153,6 +267,7 @@ class GoferInode : public Inode {
   // Before a change of entry `name` in this directory: forgets the cached listing, what is
   // known of `name`, and the directory's attributes, which it returns for Touched().
   std::optional<Attr> Changed(const std::string& name) {
+    shared_->Mutated();
     std::lock_guard l(mu_);
     std::optional<Attr> before = std::move(attr_);
     attr_.reset();
@@ -180,11 +295,13 @@ class GoferInode : public Inode {
   // size (it holds nothing dirty: the file was flushed when host I/O started).
   void HostIoStarted(bool writable, int fd) {
     if (!writable) return;
+    shared_->Mutated();
     std::lock_guard l(mu_);
     host_writers_.push_back(fd);
   }
   void HostIoEnded(bool writable, int fd) {
     if (!writable) return;
+    shared_->Mutated();
     struct stat st;
     bool known = fstat(fd, &st) == 0;
     std::lock_guard l(mu_);
@@ -213,6 +330,7 @@ class GoferInode : public Inode {
 
   // A file written through this sandbox: its times move now (size comes from the pages).
   void Wrote() {
+    shared_->Mutated();
     if (!shared_->CachesAttrs()) return InvalidateAttrs();
     std::lock_guard l(mu_);
     if (!attr_) return;
@@ -241,7 +359,8 @@ class GoferInode : public Inode {
         return a;
       }
     }
-    P9_ASSIGN_OR_RETURN(p9::Rgetattr r, fid_.GetAttr(p9::getattr::kBasic));
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    P9_ASSIGN_OR_RETURN(p9::Rgetattr r, fid->GetAttr(p9::getattr::kBasic));
     Attr a = ToAttr(r);
     if (shared_->CachesAttrs()) {
       std::lock_guard l(mu_);
@@ -282,12 +401,14 @@ class GoferInode : public Inode {
       t.mtime_nsec = req.mtime.tv_nsec;
     }
     if (req.mask & SetAttrRequest::kMtimeNow) t.valid |= sa::kMtime;
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    shared_->Mutated();
     std::optional<Attr> before;
     {
       std::lock_guard l(mu_);
       before = std::exchange(attr_, std::nullopt);
     }
-    P9_RETURN_IF_ERROR(fid_.SetAttr(t));
+    P9_RETURN_IF_ERROR(fid->SetAttr(t));
     std::lock_guard l(mu_);
     if (req.mask & SetAttrRequest::kSize) {
       if (pages_) pages_->Truncate(req.size);
@@ -332,23 +453,31 @@ class GoferInode : public Inode {
         listing = listing_;
       }
       if (!listing) {
+        std::shared_ptr<const Known> known;
+        const uint64_t epoch = shared_->Epoch();
         if (shared_->client->extended()) {
-          // Our dialect lists a walked directory fid without opening a clone of it.
-          P9_ASSIGN_OR_RETURN(listing, ListAll(fid_));
+          // Our dialect lists a directory without opening it, walked or not (then the
+          // listing walks it), and says what each subdirectory is.
+          P9_ASSIGN_OR_RETURN(std::vector<p9::DirentAttr> ents, ListAttr());
+          std::tie(listing, known) = FromAttrListing(std::move(ents));
         } else {
-          P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
+          P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+          P9_ASSIGN_OR_RETURN(ClientFile clone, fid->Walk({}));
           P9_RETURN_IF_ERROR(clone.Open(f));
           P9_ASSIGN_OR_RETURN(listing, ListAll(clone));
         }
         std::lock_guard l(mu_);
         listing_ = listing;
+        known_ = known;
+        known_epoch_ = epoch;
         // Names changed meanwhile stay uncertain until looked up.
         names_.emplace();
         for (const DirEntry& e : *listing) names_->insert(e.name);
       }
       return std::unique_ptr<OpenFile>(std::make_unique<ListingFile>(listing));
     }
-    P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    P9_ASSIGN_OR_RETURN(ClientFile clone, fid->Walk({}));
     if (shared_->CachesAttrs() && S_ISREG(a.mode)) {
       P9_ASSIGN_OR_RETURN(pc, Pages());
       f = PageCacheBackendFlags(f);
@@ -358,13 +487,19 @@ class GoferInode : public Inode {
       }
     }
     P9_RETURN_IF_ERROR(clone.Open(f));
-    if (flags & O_TRUNC) InvalidateAttrs();
+    if (flags & O_TRUNC) {
+      shared_->Mutated();
+      InvalidateAttrs();
+    }
     return std::unique_ptr<OpenFile>(std::make_unique<GoferFile>(
         std::static_pointer_cast<GoferInode>(shared_from_this()), shared_, std::move(clone), pc,
         flags));
   }
 
-  Result<std::string> Readlink() override { return fid_.Readlink(); }
+  Result<std::string> Readlink() override {
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    return fid->Readlink();
+  }
 
   // The cache does appends itself and needs to read pages it partially writes: the backend
   // is opened read-write, never O_APPEND (pwrite on O_APPEND would ignore offsets).
@@ -372,6 +507,29 @@ class GoferInode : public Inode {
     f &= ~static_cast<uint32_t>(O_APPEND);
     if ((f & O_ACCMODE) == O_WRONLY) f = (f & ~O_ACCMODE) | O_RDWR;
     return f;
+  }
+
+  // What a Treaddirattr listing said of each entry with attributes: by name.
+  struct KnownEntry {
+    p9::Qid qid;
+    Attr attr;
+  };
+  using Known = std::map<std::string, KnownEntry>;
+  // A Treaddirattr listing as the listing (cookies 1..n; inode numbers from the entries'
+  // attributes where they have some: a mount point's are those of what is mounted, as a
+  // walk and a stat see it) and what it says of each entry.
+  static std::pair<std::shared_ptr<const std::vector<DirEntry>>, std::shared_ptr<const Known>>
+  FromAttrListing(std::vector<p9::DirentAttr> ents) {
+    auto all = std::make_shared<std::vector<DirEntry>>();
+    auto known = std::make_shared<Known>();
+    all->reserve(ents.size());
+    for (auto& e : ents) {
+      const bool has = (e.attr.valid & p9::getattr::kBasic) == p9::getattr::kBasic;
+      uint64_t ino = has ? e.attr.qid.path : e.dirent.qid.path;
+      if (has) known->emplace(e.dirent.name, KnownEntry{e.attr.qid, ToAttr(e.attr)});
+      all->push_back(DirEntry{std::move(e.dirent.name), ino, e.dirent.type, all->size() + 1});
+    }
+    return {std::move(all), std::move(known)};
   }
 
   // Every entry of the directory `dir` (p9's ReaddirAll), with cookies 1..n.
@@ -389,14 +547,15 @@ class GoferInode : public Inode {
   // spoken, the walk brings them along (Twalkgetattr): one round trip per lookup, not two.
   Result<std::shared_ptr<GoferInode>> WalkChild(const std::string& name) {
     p9::Client& c = *shared_->client;
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
     if (shared_->CachesAttrs() && c.extended()) {
-      P9_ASSIGN_OR_RETURN(auto r, fid_.WalkGetAttr({name}));
+      P9_ASSIGN_OR_RETURN(auto r, fid->WalkGetAttr({name}));
       auto child = std::make_shared<GoferInode>(shared_, std::move(r.first), r.second.qid);
       child->attr_ = ToAttr(r.second);
       return child;
     }
     p9::Fid nf = c.NewFid();
-    auto r = c.Call(p9::Twalk{fid_.fid(), nf, {name}});
+    auto r = c.Call(p9::Twalk{fid->fid(), nf, {name}});
     if (!r.has_value() || r->wqids.size() != 1) {
       c.ReleaseFid(nf);
       return r.has_value() ? Errno(ENOENT) : r.error();
@@ -410,6 +569,17 @@ class GoferInode : public Inode {
       if (negative_.contains(name)) return Errno(ENOENT);
       // Every name here is known (and this one was not touched since): absent, no walk.
       if (names_ && !names_->contains(name) && !uncertain_.contains(name)) return Errno(ENOENT);
+      // Listed with its attributes, and nothing changed since: known without a walk. (A
+      // change since, even through an inode gone meanwhile, may have made them stale.)
+      if (known_ && known_epoch_ == shared_->Epoch() && !uncertain_.contains(name)) {
+        if (auto it = known_->find(name); it != known_->end()) {
+          auto child = std::make_shared<GoferInode>(
+              shared_, std::static_pointer_cast<GoferInode>(shared_from_this()), name,
+              it->second.qid, it->second.attr);
+          Remember(name, child);
+          return std::shared_ptr<Inode>(child);
+        }
+      }
     }
     auto child = WalkChild(name);
     if (shared_->CachesAttrs() && (child.has_value() || child.error() == Errno(ENOENT))) {
@@ -427,6 +597,15 @@ class GoferInode : public Inode {
     if (!child.has_value()) return child.error();
     return std::shared_ptr<Inode>(*child);
   }
+  // Records unwalked child `child` under `name` (for Settle). REQUIRES: mu_ held.
+  void Remember(const std::string& name, const std::shared_ptr<GoferInode>& child) {
+    if (unwalked_.size() >= 2 * unwalked_live_hint_ + 64) {
+      std::erase_if(unwalked_, [](const auto& kv) { return kv.second.expired(); });
+      unwalked_live_hint_ = unwalked_.size();
+    }
+    unwalked_[name] = child;
+  }
+
   // A directory this sandbox just made: empty, so its names are known.
   void KnownEmpty() {
     if (!shared_->CachesAttrs()) return;
@@ -449,8 +628,10 @@ class GoferInode : public Inode {
     auto* c = dynamic_cast<GoferInode*>(&child);
     if (c == nullptr) return false;
     p9::Client& cl = *shared_->client;
+    auto fid = Fid();
+    if (!fid.has_value()) return false;
     p9::Fid nf = cl.NewFid();
-    auto r = cl.Call(p9::Twalk{fid_.fid(), nf, {name}});
+    auto r = cl.Call(p9::Twalk{(*fid)->fid(), nf, {name}});
     bool same = r.has_value() && r->wqids.size() == 1 && r->wqids[0].path == c->qid_.path;
     if (r.has_value() && r->wqids.size() == 1) {
       ClientFile drop(cl, nf);  // Clunks.
@@ -463,12 +644,13 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Mknod(const std::string& name, uint32_t mode, uint64_t rdev,
                                        uint32_t uid, uint32_t gid) override {
     (void)uid;
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
     auto before = Changed(name);
     if ((mode & S_IFMT) == S_IFREG) {
-      P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
+      P9_ASSIGN_OR_RETURN(ClientFile clone, fid->Walk({}));
       P9_RETURN_IF_ERROR(clone.Create(name, p9::open_flags::kRdOnly, mode & 07777, gid));
     } else {
-      P9_RETURN_IF_ERROR(fid_.Mknod(name, mode, major(rdev), minor(rdev), gid));
+      P9_RETURN_IF_ERROR(fid->Mknod(name, mode, major(rdev), minor(rdev), gid));
     }
     Touched(std::move(before));
     return Created(name);
@@ -479,10 +661,11 @@ class GoferInode : public Inode {
   Result<CreatedFile> Create(const std::string& name, uint32_t mode, int flags, uint32_t uid,
                              uint32_t gid) override {
     (void)uid;
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
     auto before = Changed(name);
     uint32_t f = static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(O_CLOEXEC | O_NOCTTY);
     if (shared_->CachesAttrs()) f = PageCacheBackendFlags(f);
-    P9_ASSIGN_OR_RETURN(ClientFile clone, fid_.Walk({}));
+    P9_ASSIGN_OR_RETURN(ClientFile clone, fid->Walk({}));
     P9_RETURN_IF_ERROR(clone.Create(name, f, mode & 07777, gid));
     Touched(std::move(before));
     P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode, Created(name));
@@ -498,8 +681,9 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Mkdir(const std::string& name, uint32_t mode, uint32_t uid,
                                        uint32_t gid) override {
     (void)uid;
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
     auto before = Changed(name);
-    P9_RETURN_IF_ERROR(fid_.Mkdir(name, mode, gid));
+    P9_RETURN_IF_ERROR(fid->Mkdir(name, mode, gid));
     Touched(std::move(before), +1);
     P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> dir, Created(name));
     static_cast<GoferInode&>(*dir).KnownEmpty();
@@ -509,8 +693,9 @@ class GoferInode : public Inode {
   Result<std::shared_ptr<Inode>> Symlink(const std::string& name, const std::string& target,
                                          uint32_t uid, uint32_t gid) override {
     (void)uid;
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
     auto before = Changed(name);
-    P9_RETURN_IF_ERROR(fid_.Symlink(name, target, gid));
+    P9_RETURN_IF_ERROR(fid->Symlink(name, target, gid));
     Touched(std::move(before));
     return Created(name);
   }
@@ -518,19 +703,23 @@ class GoferInode : public Inode {
   Result<void> Link(const std::string& name, Inode& target) override {
     auto* t = dynamic_cast<GoferInode*>(&target);
     if (t == nullptr || t->shared_ != shared_) return Errno(EXDEV);
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    P9_ASSIGN_OR_RETURN(const ClientFile* tfid, t->Fid());
     auto before = Changed(name);
     t->InvalidateAttrs();
-    P9_RETURN_IF_ERROR(fid_.Link(t->fid_, name));
+    P9_RETURN_IF_ERROR(fid->Link(*tfid, name));
     Touched(std::move(before));
     return p9::Ok();
   }
 
   Result<void> Unlink(const std::string& name, bool dir) override {
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
     auto before = Changed(name);
-    auto r = fid_.UnlinkAt(name, dir ? p9::kAtRemoveDir : 0);
+    P9_RETURN_IF_ERROR(Settle(name, false));
+    auto r = fid->UnlinkAt(name, dir ? p9::kAtRemoveDir : 0);
     if (!r.has_value() && r.error() == Errno(EOPNOTSUPP)) {
       // Servers without Tunlinkat (diod): walk and Tremove, as Linux does.
-      P9_ASSIGN_OR_RETURN(ClientFile f, fid_.Walk({name}));
+      P9_ASSIGN_OR_RETURN(ClientFile f, fid->Walk({name}));
       P9_ASSIGN_OR_RETURN(p9::Rgetattr a, f.GetAttr(p9::getattr::kMode));
       if (dir != S_ISDIR(a.mode)) return Errno(dir ? ENOTDIR : EISDIR);
       r = f.Remove();
@@ -543,16 +732,22 @@ class GoferInode : public Inode {
                       const std::string& newname) override {
     auto* d = dynamic_cast<GoferInode*>(&newdir);
     if (d == nullptr || d->shared_ != shared_) return Errno(EXDEV);
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    P9_ASSIGN_OR_RETURN(const ClientFile* dfid, d->Fid());
+    // The moved entry keeps its inode under the new name: it must not need the old one.
+    P9_RETURN_IF_ERROR(Settle(oldname, true));
     Changed(oldname);
     d->Changed(newname);
-    auto r = fid_.RenameAt(oldname, d->fid_, newname);
+    P9_RETURN_IF_ERROR(d->Settle(newname, false));
+    auto r = fid->RenameAt(oldname, *dfid, newname);
     if (r.has_value() || r.error() != Errno(EOPNOTSUPP)) return r;
-    P9_ASSIGN_OR_RETURN(ClientFile f, fid_.Walk({oldname}));
-    return f.Rename(d->fid_, newname);
+    P9_ASSIGN_OR_RETURN(ClientFile f, fid->Walk({oldname}));
+    return f.Rename(*dfid, newname);
   }
 
   Result<vfs::FsStat> StatFs() override {
-    P9_ASSIGN_OR_RETURN(p9::Rstatfs s, fid_.StatFs());
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    P9_ASSIGN_OR_RETURN(p9::Rstatfs s, fid->StatFs());
     vfs::FsStat o;
     o.type = s.type;
     o.bsize = s.bsize;
@@ -576,7 +771,8 @@ class GoferInode : public Inode {
         return *it->second;
       }
     }
-    auto r = fid_.GetXattr(name);
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    auto r = fid->GetXattr(name);
     if (shared_->CachesAttrs() && (r.has_value() || r.error() == Errno(ENODATA))) {
       std::lock_guard l(mu_);
       if (xattrs_.size() < kMaxCachedXattrs) {
@@ -585,14 +781,21 @@ class GoferInode : public Inode {
     }
     return r;
   }
-  Result<std::vector<std::string>> ListXattr() override { return fid_.ListXattr(); }
+  Result<std::vector<std::string>> ListXattr() override {
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    return fid->ListXattr();
+  }
   Result<void> SetXattr(const std::string& name, const std::string& value, int flags) override {
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    shared_->Mutated();  // The ctime moves.
     ForgetXattr(name);
-    return fid_.SetXattr(name, value, static_cast<uint32_t>(flags));
+    return fid->SetXattr(name, value, static_cast<uint32_t>(flags));
   }
   Result<void> RemoveXattr(const std::string& name) override {
+    P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
+    shared_->Mutated();
     ForgetXattr(name);
-    return fid_.RemoveXattr(name);
+    return fid->RemoveXattr(name);
   }
   void ForgetXattr(const std::string& name) {
     std::lock_guard l(mu_);
@@ -608,7 +811,13 @@ class GoferInode : public Inode {
  private:
   friend class GoferFile;
   const std::shared_ptr<GoferFs::Shared> shared_;  // Before fid_: outlives the clunk.
-  ClientFile fid_;                                 // Walked, never opened.
+  // Unwalked inodes: the directory listed and the name it was listed under (null/empty
+  // for inodes walked from the start). Immutable; they hold the ancestors alive.
+  const std::shared_ptr<GoferInode> parent_;
+  const std::string name_;
+  std::mutex fid_mu_;  // Taken before an ancestor's fid_mu_, never after.
+  ClientFile fid_;     // Guarded by fid_mu_; once valid, never changes. Walked, never opened.
+  bool stale_ = false;  // Guarded by fid_mu_. Unwalked and its name gone: no walk will do.
   const p9::Qid qid_;
   std::mutex mu_;
   std::optional<Attr> attr_;  // Guarded by mu_. Only with an attribute-caching policy.
@@ -621,6 +830,13 @@ class GoferInode : public Inode {
   // us), except those in uncertain_ (changed since; a lookup settles each).
   std::optional<std::set<std::string>> names_;  // Guarded by mu_.
   std::set<std::string> uncertain_;             // Guarded by mu_.
+  // Attribute-caching policies, directories listed with Treaddirattr: the entries' attributes
+  // as the listing gave them, usable while the file system's epoch is still known_epoch_;
+  // and the unwalked children made from them, by name (Settle).
+  std::shared_ptr<const Known> known_;                           // Guarded by mu_.
+  uint64_t known_epoch_ = 0;                                     // Guarded by mu_.
+  std::map<std::string, std::weak_ptr<GoferInode>> unwalked_;    // Guarded by mu_.
+  size_t unwalked_live_hint_ = 0;                                // Guarded by mu_.
   // Attribute-caching policies: xattr values by name, nullopt where known absent.
   static constexpr size_t kMaxCachedXattrs = 64;
   std::map<std::string, std::optional<std::string>> xattrs_;  // Guarded by mu_.

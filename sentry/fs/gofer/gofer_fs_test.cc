@@ -372,6 +372,117 @@ TEST_P(GoferFsTest, KnownNamesFollowOurChanges) {
 // Our own changes to a directory move its cached attributes as the host moves the real ones
 // (times, nlink for subdirectories), so the stat that follows each create costs nothing
 // under fscache; the other policies ask the host.
+size_t OpenFdCount() {
+  size_t n = 0;
+  for (auto& e : hfs::directory_iterator("/proc/self/fd")) (void)e, ++n;
+  return n;
+}
+
+// Lists `dir` through the VFS (every entry).
+std::set<std::string> ListNames(Vfs& v, const vfs::VirtualDentry& dir) {
+  std::set<std::string> names;
+  auto h = v.OpenAt(dir, O_RDONLY | O_DIRECTORY);
+  if (!h.has_value()) return names;
+  uint64_t off = 0;
+  for (;;) {
+    auto ents = (*h)->file->Readdir(off);
+    if (!ents.has_value() || ents->empty()) break;
+    for (const auto& e : *ents) names.insert(e.name);
+    off = ents->back().offset;
+  }
+  return names;
+}
+
+// Under the caching policies a directory's listing says what its subdirectories are, so
+// looking them up costs no walk: no fid, no host fd in the gofer (here, in this process)
+// until one is used. What they report is what a walk would have said.
+TEST_P(GoferFsTest, ListedSubdirectoriesNeedNoWalk) {
+  for (int i = 0; i < 40; ++i) hfs::create_directories(dir_ / "many" / ("d" + std::to_string(i)));
+  auto many = vfs_->ns().Resolve(root_, "/many", true);
+  ASSERT_TRUE(many.has_value());
+  EXPECT_EQ(ListNames(*vfs_, *many).size(), 42u);
+  const size_t before = OpenFdCount();
+  std::vector<vfs::VirtualDentry> held;
+  for (int i = 0; i < 40; ++i) {
+    auto d = vfs_->ns().Resolve(*many, "d" + std::to_string(i), false);
+    ASSERT_TRUE(d.has_value()) << i;
+    auto a = vfs_->StatAt(*d);
+    ASSERT_TRUE(a.has_value());
+    struct stat st;
+    ASSERT_EQ(lstat((dir_ / "many" / ("d" + std::to_string(i))).c_str(), &st), 0);
+    EXPECT_TRUE(S_ISDIR(a->mode));
+    EXPECT_EQ(a->mode, st.st_mode);
+    EXPECT_EQ(a->nlink, st.st_nlink);
+    EXPECT_EQ(a->mtime.tv_sec, st.st_mtim.tv_sec);
+    held.push_back(*d);
+  }
+  const size_t after = OpenFdCount();
+  if (revalidates()) {
+    EXPECT_GE(after, before + 30) << "every lookup walks (fds shared or transient aside)";
+  } else {
+    EXPECT_LE(after, before + 2) << "known from the listing, unwalked";
+  }
+  // Used, they walk: a listing of one and a file made in another work as on the host.
+  std::ofstream(dir_ / "many" / "d3" / "inside") << "in d3";
+  EXPECT_EQ(ListNames(*vfs_, held[3]), (std::set<std::string>{".", "..", "inside"}));
+  EXPECT_EQ(Read("/many/d3/inside"), "in d3");
+  ASSERT_TRUE(vfs_->Open(held[7], "made", O_WRONLY | O_CREAT | O_EXCL, 0600).has_value());
+  EXPECT_TRUE(hfs::exists(dir_ / "many" / "d7" / "made"));
+}
+
+// An unwalked inode depends on the name it was listed under: renamed, it follows its new
+// name (the rename walks it first); unlinked, it never reaches whatever takes the name next.
+TEST_P(GoferFsTest, UnwalkedInodesFollowRenamesAndUnlinks) {
+  hfs::create_directories(dir_ / "p" / "moved");
+  hfs::create_directories(dir_ / "p" / "gone");
+  hfs::create_directories(dir_ / "p" / "target");
+  std::ofstream(dir_ / "p" / "moved" / "m") << "moved's";
+  auto p = vfs_->ns().Resolve(root_, "/p", true);
+  ASSERT_TRUE(p.has_value());
+  ListNames(*vfs_, *p);
+  auto moved = vfs_->ns().Resolve(*p, "moved", false);
+  auto gone = vfs_->ns().Resolve(*p, "gone", false);
+  auto target = vfs_->ns().Resolve(*p, "target", false);
+  ASSERT_TRUE(moved.has_value() && gone.has_value() && target.has_value());
+  // Renamed over another listed directory, which is replaced.
+  ASSERT_TRUE(vfs_->Rename(*p, "moved", "target").has_value());
+  ASSERT_TRUE(hfs::exists(dir_ / "p" / "target" / "m"));
+  EXPECT_EQ(ListNames(*vfs_, *moved), (std::set<std::string>{".", "..", "m"}))
+      << "the moved inode is the moved directory";
+  ASSERT_TRUE(vfs_->Open(*moved, "n", O_WRONLY | O_CREAT, 0600).has_value());
+  EXPECT_TRUE(hfs::exists(dir_ / "p" / "target" / "n"));
+  EXPECT_FALSE(vfs_->Open(*target, "x", O_WRONLY | O_CREAT, 0600).has_value())
+      << "the replaced directory is gone, not the one now under its name";
+  EXPECT_FALSE(hfs::exists(dir_ / "p" / "target" / "x"));
+  // Removed, then the name taken by a new directory.
+  ASSERT_TRUE(vfs_->Rmdir(*p, "gone").has_value());
+  hfs::create_directories(dir_ / "p" / "gone");
+  EXPECT_FALSE(vfs_->Open(*gone, "y", O_WRONLY | O_CREAT, 0600).has_value());
+  EXPECT_FALSE(hfs::exists(dir_ / "p" / "gone" / "y"));
+}
+
+// A listing's attributes stand for an entry only while nothing changed: a change made
+// since, through an inode dropped meanwhile, is never hidden by the older listing.
+TEST_P(GoferFsTest, ListingAttributesNeverHideLaterChanges) {
+  hfs::create_directories(dir_ / "q" / "sub");
+  hfs::permissions(dir_ / "q" / "sub", hfs::perms(0755));
+  auto q = vfs_->ns().Resolve(root_, "/q", true);
+  ASSERT_TRUE(q.has_value());
+  ListNames(*vfs_, *q);
+  {
+    auto sub = vfs_->ns().Resolve(*q, "sub", false);
+    ASSERT_TRUE(sub.has_value());
+    vfs::SetAttrRequest r;
+    r.mask = vfs::SetAttrRequest::kMode;
+    r.mode = 0700;
+    ASSERT_TRUE(vfs_->SetAttrAt(*sub, r).has_value());
+  }  // Dropped: the next lookup makes a new inode.
+  auto again = vfs_->Stat(*q, "sub");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->mode & 07777, 0700u);
+  EXPECT_EQ(hfs::status(dir_ / "q" / "sub").permissions(), hfs::perms(0700));
+}
+
 TEST_P(GoferFsTest, DirectoryAttributesFollowOurChanges) {
   // Held, as the kernel's FUSE node holds it: an unheld dentry is looked up afresh.
   auto sub = vfs_->ns().Resolve(root_, "/sub", true);
