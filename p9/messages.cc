@@ -32,11 +32,17 @@ Result<FrameHeader> ParseHeader(Bytes h, uint32_t msize) {
   return fh;
 }
 
+// Encodes `v` at the end of `out` (no temporary buffer per entry).
+template <typename T>
+void AppendEncoded(std::vector<char>& out, const T& v) {
+  Encoder e(std::move(out), Encoder::Appending{});
+  e.Put(v);
+  out = std::move(e.buffer());
+}
+
 bool AppendDirent(std::vector<char>& out, const Dirent& d, size_t limit) {
   if (out.size() + DirentSize(d) > limit) return false;
-  Encoder one;
-  one.Put(d);
-  out.insert(out.end(), one.buffer().begin(), one.buffer().end());
+  AppendEncoded(out, d);
   return true;
 }
 
@@ -55,9 +61,7 @@ Result<std::vector<Dirent>> DecodeDirents(Bytes data) {
 
 bool AppendDirentAttr(std::vector<char>& out, const DirentAttr& d, size_t limit) {
   if (out.size() + DirentAttrSize(d) > limit) return false;
-  Encoder one;
-  one.Put(d);
-  out.insert(out.end(), one.buffer().begin(), one.buffer().end());
+  AppendEncoded(out, d);
   return true;
 }
 

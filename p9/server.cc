@@ -664,7 +664,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     size_t count = std::min<size_t>(req.count, msize_ - kIoHeaderSize);
     P9_ASSIGN_OR_RETURN(std::vector<Dirent> ents,
                         ReaddirEntries(req.fid, req.offset, static_cast<uint32_t>(count)));
-    x.vec.reserve(count);
+    size_t need = 0;
+    for (const Dirent& d : ents) need += DirentSize(d);
+    x.vec.reserve(std::min(need, count));  // Not count: an msize buffer per listing costs faults.
     for (const Dirent& d : ents) {
       if (!AppendDirent(x.vec, d, count)) break;
     }
@@ -693,7 +695,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents,
                         dir->ReaddirAttr(req.offset, static_cast<uint32_t>(count),
                                          (req.flags & readdirattr::kAllEntries) != 0));
-    x.vec.reserve(count);
+    size_t need = 0;
+    for (const DirentAttr& d : ents) need += DirentAttrSize(d);
+    x.vec.reserve(std::min(need, count));
     for (const DirentAttr& d : ents) {
       if (!AppendDirentAttr(x.vec, d, count)) break;
     }

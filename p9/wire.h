@@ -49,6 +49,9 @@ class Encoder {
  public:
   Encoder() = default;
   explicit Encoder(std::vector<char> reuse) : buf_(std::move(reuse)) { buf_.clear(); }
+  // Appends to what `buf` holds already (take it back with buffer()).
+  struct Appending {};
+  Encoder(std::vector<char> buf, Appending) : buf_(std::move(buf)) {}
 
   void Put(uint8_t v) { Raw(&v, 1); }
   void Put(uint16_t v) { Raw(&v, 2); }
