@@ -6,9 +6,11 @@
 #   bwrap    bubblewrap namespaces (no file server: the host's own mounts)
 #   proot    ptrace path translation
 #   bindfs   a plain FUSE passthrough of the same directories
-# Workloads: find over /usr; tar extract of a 10,000-file archive into a rw directory;
-# sequential read of a 1 GiB file; 4 KiB random reads (fio, psync, 5 s). Each cell is the
-# median of three runs.
+# Workloads: find over /usr; tar extract of a 10,000-file archive into a rw directory, and
+# into a tmpfs (for runsc the sandbox's own /tmp: FUSE and the sentry with no gofer, the
+# floor of our frontend; for the others the same tmpfs work tree as before); sequential read
+# of a 1 GiB file; 4 KiB random reads (fio, psync, 5 s). Each cell is the median of three
+# runs.
 #   bench/e2e.sh BINDIR [RESULTS.md]    BINDIR holds runsc, gofer and sandbox (bazel-bin tree)
 set -euo pipefail
 bin=${1:?usage: bench/e2e.sh BAZEL_BIN [OUT.md]}
@@ -43,18 +45,20 @@ bindfs "$W" "$B/w"
 declare -A work=(
   [find_usr]='find @USR@ > /dev/null'
   [tar_x_10k]='rm -rf @W@/out/x && mkdir @W@/out/x && tar xf @W@/data/10k.tar -C @W@/out/x'
+  [tar_x_10k_tmpfs]='rm -rf @T@/x && mkdir -p @T@/x && tar xf @W@/data/10k.tar -C @T@/x'
   [seq_read_1g]='cat @W@/data/big > /dev/null'
   [fio_randread_4k]='fio --name=r --filename=@W@/data/big --rw=randread --bs=4k --size=1G --runtime=5 --time_based --ioengine=psync --output-format=terse --terse-version=3 | cut -d";" -f8'
 )
-order=(find_usr tar_x_10k seq_read_1g fio_randread_4k)
+order=(find_usr tar_x_10k tar_x_10k_tmpfs seq_read_1g fio_randread_4k)
 runners=(native runsc bwrap proot bindfs)
 
 run() {  # runner workload -> prints "seconds" (or IOPS for fio)
-  local r=$1 cmd=${work[$2]} usr=/usr w=$W
-  if [ "$r" = bindfs ]; then usr=$B/usr; w=$B/w; fi
-  if [ "$r" = runsc ]; then w=/w; fi  # The sandbox has its own /dev: bound elsewhere.
+  local r=$1 cmd=${work[$2]} usr=/usr w=$W t=$W/out/t
+  if [ "$r" = bindfs ]; then usr=$B/usr; w=$B/w; t=$B/w/out/t; fi
+  if [ "$r" = runsc ]; then w=/w; t=/tmp/t; fi  # The sandbox has its own /dev: bound elsewhere.
   cmd=${cmd//@USR@/$usr}
   cmd=${cmd//@W@/$w}
+  cmd=${cmd//@T@/$t}
   local t0 t1 o
   t0=$(date +%s.%N)
   case $r in
