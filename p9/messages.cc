@@ -40,17 +40,13 @@ void AppendEncoded(std::vector<char>& out, const T& v) {
   out = std::move(e.buffer());
 }
 
-bool AppendDirent(std::vector<char>& out, const Dirent& d, size_t limit) {
-  if (out.size() + DirentSize(d) > limit) return false;
-  AppendEncoded(out, d);
-  return true;
-}
-
-Result<std::vector<Dirent>> DecodeDirents(Bytes data) {
-  std::vector<Dirent> out;
+// Decodes `data` as a sequence of whole entries T; EPROTO on a truncated or malformed one.
+template <typename T>
+Result<std::vector<T>> DecodeEntries(Bytes data) {
+  std::vector<T> out;
   Decoder d(data);
   while (d.ok() && d.remaining() > 0) {
-    Dirent e;
+    T e;
     d.Get(e);
     if (!d.ok()) return Errno(EPROTO);
     out.push_back(std::move(e));
@@ -58,6 +54,14 @@ Result<std::vector<Dirent>> DecodeDirents(Bytes data) {
   if (!d.Finished()) return Errno(EPROTO);
   return out;
 }
+
+bool AppendDirent(std::vector<char>& out, const Dirent& d, size_t limit) {
+  if (out.size() + DirentSize(d) > limit) return false;
+  AppendEncoded(out, d);
+  return true;
+}
+
+Result<std::vector<Dirent>> DecodeDirents(Bytes data) { return DecodeEntries<Dirent>(data); }
 
 bool AppendDirentAttr(std::vector<char>& out, const DirentAttr& d, size_t limit) {
   if (out.size() + DirentAttrSize(d) > limit) return false;
@@ -66,16 +70,7 @@ bool AppendDirentAttr(std::vector<char>& out, const DirentAttr& d, size_t limit)
 }
 
 Result<std::vector<DirentAttr>> DecodeDirentAttrs(Bytes data) {
-  std::vector<DirentAttr> out;
-  Decoder d(data);
-  while (d.ok() && d.remaining() > 0) {
-    DirentAttr e;
-    d.Get(e);
-    if (!d.ok()) return Errno(EPROTO);
-    out.push_back(std::move(e));
-  }
-  if (!d.Finished()) return Errno(EPROTO);
-  return out;
+  return DecodeEntries<DirentAttr>(data);
 }
 
 }  // namespace p9
