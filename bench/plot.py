@@ -20,7 +20,12 @@ def main():
             continue
         name = r["name"]
         parts = name.split("/")
-        if "bytes_per_second" in r:
+        if "donated_GBps" in r:
+            # Donated and native reads alternate in one loop (BM_DonatedRead): both rates.
+            size, msize = int(parts[-2]), int(parts[-1]) >> 20
+            series.setdefault("9p/ours/donated_read msize=%dM" % msize, []).append((size, r["donated_GBps"]))
+            series.setdefault("native pread, same loop, msize=%dM" % msize, []).append((size, r["native_GBps"]))
+        elif "bytes_per_second" in r:
             size = int(parts[-2] if parts[0] == "9p" else parts[-1])
             key = "/".join(parts[:-2] if parts[0] == "9p" else parts[:-1])
             if parts[0] == "9p":
