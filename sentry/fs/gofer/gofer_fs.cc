@@ -151,7 +151,7 @@ class ListingFile : public OpenFile {
 // A 9p inode: walked (it holds a fid), or, under the attribute-caching policies, unwalked:
 // known from its directory's listing (Treaddirattr), which gave its attributes. An unwalked
 // inode costs the gofer nothing (no fid, no host fd) and gets a fid only when something
-// needs one (Fid(): a walk from the nearest walked ancestor). Every change goes through this
+// needs one (Fid(): a walk from its parent). Every change goes through this
 // sandbox under those policies, so the (parent, name) it was listed under stays its own:
 // a rename walks the moved entry first (Settle), an unlink or a replacement marks it stale.
 class GoferInode : public Inode {
@@ -170,54 +170,34 @@ class GoferInode : public Inode {
 
   const p9::Qid& qid() const { return qid_; }
 
-  // This inode's fid, walked now if it has none yet. The pointer stays valid while the
-  // inode lives.
+  // This inode's fid, walked now if it has none yet: one name from its parent, which its
+  // parent's listing left walked. The pointer stays valid while the inode lives.
   Result<const ClientFile*> Fid() {
     std::lock_guard l(fid_mu_);
     if (fid_.valid()) return &fid_;
     if (stale_) return Errno(ESTALE);
-    // Ancestors' locks are taken below this one's: always child to parent.
-    P9_ASSIGN_OR_RETURN(auto path, parent_->PathToHere());
-    path.second.push_back(name_);
-    p9::Client& c = *shared_->client;
+    P9_ASSIGN_OR_RETURN(const ClientFile* parent, parent_->Fid());  // Child to parent.
+    P9_ASSIGN_OR_RETURN(auto walked, WalkName(*parent, name_));
+    // The name must still be the file listed (nothing else changes this tree).
+    if (walked.second.path != qid_.path) return Errno(ESTALE);
+    fid_ = std::move(walked.first);
+    return &fid_;
+  }
+  // Twalk of `name` from `dir` to a new fid, and the qid it reached.
+  static Result<std::pair<ClientFile, p9::Qid>> WalkName(const ClientFile& dir,
+                                                         const std::string& name) {
+    p9::Client& c = dir.client();
     p9::Fid nf = c.NewFid();
-    auto r = c.Call(p9::Twalk{path.first->fid(), nf, path.second});
-    if (!r.has_value() || r->wqids.size() != path.second.size()) {
+    auto r = c.Call(p9::Twalk{dir.fid(), nf, {name}});
+    if (!r.has_value() || r->wqids.size() != 1) {
       c.ReleaseFid(nf);
       return r.has_value() ? Errno(ENOENT) : r.error();
     }
-    ClientFile f(c, nf);
-    // The name must still be the file listed (nothing else changes this tree).
-    if (r->wqids.back().path != qid_.path) return Errno(ESTALE);
-    fid_ = std::move(f);
-    return &fid_;
-  }
-  // Where a walk reaches this inode from: a walked inode's fid (its own, or an ancestor's)
-  // and the names from there (none if walked). At most kMaxWalkElements names: deeper
-  // chains walk an ancestor on the way.
-  Result<std::pair<const ClientFile*, std::vector<std::string>>> PathToHere() {
-    std::vector<std::string> names;
-    GoferInode* at = this;
-    for (;;) {
-      {
-        std::lock_guard l(at->fid_mu_);
-        if (at->fid_.valid()) break;
-        if (at->stale_) return Errno(ESTALE);
-      }
-      if (names.size() == p9::kMaxWalkElements - 1) {
-        P9_ASSIGN_OR_RETURN(const ClientFile* f, at->Fid());
-        std::reverse(names.begin(), names.end());
-        return std::make_pair(f, std::move(names));
-      }
-      names.push_back(at->name_);  // parent_ and name_ never change: no lock needed.
-      at = at->parent_.get();
-    }
-    std::reverse(names.begin(), names.end());
-    return std::make_pair(&at->fid_, std::move(names));
+    return std::make_pair(ClientFile(c, nf), r->wqids[0]);
   }
   // This directory's entries (Treaddirattr), its subdirectories with their attributes. An
-  // unwalked directory is listed from its nearest walked ancestor, and the listing leaves
-  // it walked: its own entries then list one name away.
+  // unwalked directory is listed from its parent, and the listing leaves it walked: its own
+  // entries then list one name away.
   Result<std::vector<p9::DirentAttr>> ListAttr() {
     std::unique_lock l(fid_mu_);
     if (fid_.valid()) {
@@ -226,10 +206,8 @@ class GoferInode : public Inode {
       return std::move(r.entries);
     }
     if (stale_) return Errno(ESTALE);
-    P9_ASSIGN_OR_RETURN(auto path, parent_->PathToHere());
-    path.second.push_back(name_);
-    P9_ASSIGN_OR_RETURN(ClientFile::AttrListing r,
-                        path.first->ListAttr(path.second, 0, /*keep=*/true));
+    P9_ASSIGN_OR_RETURN(const ClientFile* parent, parent_->Fid());
+    P9_ASSIGN_OR_RETURN(ClientFile::AttrListing r, parent->ListAttr({name_}, 0, /*keep=*/true));
     if (r.qid.path != qid_.path) return Errno(ESTALE);  // See Fid().
     fid_ = std::move(r.dir);
     return std::move(r.entries);
@@ -554,13 +532,8 @@ class GoferInode : public Inode {
       child->attr_ = ToAttr(r.second);
       return child;
     }
-    p9::Fid nf = c.NewFid();
-    auto r = c.Call(p9::Twalk{fid->fid(), nf, {name}});
-    if (!r.has_value() || r->wqids.size() != 1) {
-      c.ReleaseFid(nf);
-      return r.has_value() ? Errno(ENOENT) : r.error();
-    }
-    return std::make_shared<GoferInode>(shared_, ClientFile(c, nf), r->wqids[0]);
+    P9_ASSIGN_OR_RETURN(auto walked, WalkName(*fid, name));
+    return std::make_shared<GoferInode>(shared_, std::move(walked.first), walked.second);
   }
 
   Result<std::shared_ptr<Inode>> Lookup(const std::string& name) override {
@@ -627,18 +600,10 @@ class GoferInode : public Inode {
   bool Revalidate(const std::string& name, Inode& child) override {
     auto* c = dynamic_cast<GoferInode*>(&child);
     if (c == nullptr) return false;
-    p9::Client& cl = *shared_->client;
     auto fid = Fid();
     if (!fid.has_value()) return false;
-    p9::Fid nf = cl.NewFid();
-    auto r = cl.Call(p9::Twalk{(*fid)->fid(), nf, {name}});
-    bool same = r.has_value() && r->wqids.size() == 1 && r->wqids[0].path == c->qid_.path;
-    if (r.has_value() && r->wqids.size() == 1) {
-      ClientFile drop(cl, nf);  // Clunks.
-    } else {
-      cl.ReleaseFid(nf);
-    }
-    return same;
+    auto walked = WalkName(**fid, name);  // Its fid is clunked on the way out.
+    return walked.has_value() && walked->second.path == c->qid_.path;
   }
 
   Result<std::shared_ptr<Inode>> Mknod(const std::string& name, uint32_t mode, uint64_t rdev,
@@ -812,10 +777,10 @@ class GoferInode : public Inode {
   friend class GoferFile;
   const std::shared_ptr<GoferFs::Shared> shared_;  // Before fid_: outlives the clunk.
   // Unwalked inodes: the directory listed and the name it was listed under (null/empty
-  // for inodes walked from the start). Immutable; they hold the ancestors alive.
+  // for inodes walked from the start). Immutable; they hold the parent alive.
   const std::shared_ptr<GoferInode> parent_;
   const std::string name_;
-  std::mutex fid_mu_;  // Taken before an ancestor's fid_mu_, never after.
+  std::mutex fid_mu_;  // Taken before the parent's fid_mu_, never after.
   ClientFile fid_;     // Guarded by fid_mu_; once valid, never changes. Walked, never opened.
   bool stale_ = false;  // Guarded by fid_mu_. Unwalked and its name gone: no walk will do.
   const p9::Qid qid_;
