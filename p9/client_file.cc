@@ -196,7 +196,6 @@ Result<ClientFile::AttrListing> ClientFile::ListAttr(const std::vector<std::stri
         return r.error();
       }
       out.dir = ClientFile(*client_, newfid);
-      out.qid = r->first;
     }
     if (!r.has_value()) return r.error();
     if (first) out.qid = r->first;

@@ -664,15 +664,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     size_t count = std::min<size_t>(req.count, msize_ - kIoHeaderSize);
     P9_ASSIGN_OR_RETURN(std::vector<Dirent> ents,
                         ReaddirEntries(req.fid, req.offset, static_cast<uint32_t>(count)));
+    P9_ASSIGN_OR_RETURN(Bytes data, PackEntries(ents, count, x, DirentSize, AppendDirent));
+    return Rreaddir{data};
+  }
+
+  // Packs as many of `ents` as fit in `count` bytes into x.vec (a listing reply's data).
+  template <typename E, typename SizeFn, typename AppendFn>
+  static Result<Bytes> PackEntries(const std::vector<E>& ents, size_t count, ReplyExtras& x,
+                                   SizeFn size, AppendFn append) {
     size_t need = 0;
-    for (const Dirent& d : ents) need += DirentSize(d);
+    for (const E& e : ents) need += size(e);
     x.vec.reserve(std::min(need, count));  // Not count: an msize buffer per listing costs faults.
-    for (const Dirent& d : ents) {
-      if (!AppendDirent(x.vec, d, count)) break;
+    for (const E& e : ents) {
+      if (!append(x.vec, e, count)) break;
     }
     // The first entry does not fit: an empty reply would read as end of directory.
     if (x.vec.empty() && !ents.empty()) return Errno(EINVAL);
-    return Rreaddir{Bytes(x.vec.data(), x.vec.size())};
+    return Bytes(x.vec.data(), x.vec.size());
   }
 
   Result<Rreaddirattr> Op(const Treaddirattr& req, ReplyExtras& x) {
@@ -695,16 +703,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents,
                         dir->ReaddirAttr(req.offset, static_cast<uint32_t>(count),
                                          (req.flags & readdirattr::kAllEntries) != 0));
-    size_t need = 0;
-    for (const DirentAttr& d : ents) need += DirentAttrSize(d);
-    x.vec.reserve(std::min(need, count));
-    for (const DirentAttr& d : ents) {
-      if (!AppendDirentAttr(x.vec, d, count)) break;
-    }
-    // The first entry does not fit: an empty reply would read as end of directory.
-    if (x.vec.empty() && !ents.empty()) return Errno(EINVAL);
+    P9_ASSIGN_OR_RETURN(r.data,
+                        PackEntries(ents, count, x, DirentAttrSize, AppendDirentAttr));
     if (keep) P9_RETURN_IF_ERROR(InsertFid(req.newfid, std::make_shared<ServerFid>(dir)));
-    r.data = Bytes(x.vec.data(), x.vec.size());
     return r;
   }
 
