@@ -686,8 +686,7 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
     bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     bv.buf[0].fd = ext->fd;
     bv.buf[0].pos = off;
-    // A reply through a ring entry is copied into it: no splice.
-    fuse_reply_data(req, &bv, ReplyingToRing() ? FUSE_BUF_NO_SPLICE : fuse_buf_copy_flags{});
+    fuse_reply_data(req, &bv, static_cast<fuse_buf_copy_flags>(0));
     return;
   }
   thread_local std::vector<char> buf;

@@ -12,7 +12,6 @@
 #include <cstddef>
 #include <cstring>
 #include <utility>
-#include <vector>
 
 namespace sentry::fuse {
 namespace {
@@ -83,16 +82,39 @@ ssize_t Read(int fd, void* buf, size_t len, void*) {
   return n;
 }
 
-// A reply for the calling thread's ring request: into its entry. Returns the bytes taken.
+// True if `out` answers the calling thread's ring request (not yet answered).
+bool ForRing(const fuse_out_header& out) {
+  return t_ring != nullptr && !t_ring->replied && out.unique == t_ring->unique;
+}
+
+// Completes the ring reply: header `out`, `len` payload bytes already in the entry (0 and
+// EIO if `fits` is false). Returns what the reply's sender expects: the bytes it gave.
+ssize_t FinishRing(fuse_out_header out, size_t len, bool fits) {
+  const size_t given = sizeof(out) + len;
+  if (!fits) {
+    out.error = -EIO;
+    len = 0;
+  }
+  out.len = static_cast<uint32_t>(sizeof(out) + len);
+  std::memcpy(t_ring->out_header, &out, sizeof(out));
+  *t_ring->payload_len = static_cast<uint32_t>(len);
+  t_ring->replied = true;
+  return static_cast<ssize_t>(given);
+}
+
+bool ForRing(const iovec* iov, int count) {
+  if (count < 1 || iov[0].iov_len != sizeof(fuse_out_header)) return false;
+  return ForRing(*static_cast<const fuse_out_header*>(iov[0].iov_base));
+}
+
+// A reply for the calling thread's ring request: into its entry.
 ssize_t ToRing(const iovec* iov, int count) {
   fuse_out_header out;
   std::memcpy(&out, iov[0].iov_base, sizeof(out));
   size_t len = 0;
   for (int i = 1; i < count; ++i) len += iov[i].iov_len;
-  if (len > t_ring->capacity) {
-    out.error = -EIO;
-    len = 0;
-  } else {
+  const bool fits = len <= t_ring->capacity;
+  if (fits) {
     size_t at = 0;
     for (int i = 1; i < count; ++i) {
       // memmove: a reply may quote the request, which lies in the same buffer.
@@ -100,19 +122,20 @@ ssize_t ToRing(const iovec* iov, int count) {
       at += iov[i].iov_len;
     }
   }
-  out.len = static_cast<uint32_t>(sizeof(out) + len);
-  std::memcpy(t_ring->out_header, &out, sizeof(out));
-  *t_ring->payload_len = static_cast<uint32_t>(len);
-  t_ring->replied = true;
-  return static_cast<ssize_t>(sizeof(out) + len);
+  return FinishRing(out, len, fits);
 }
 
-bool ForRing(const iovec* iov, int count) {
-  if (t_ring == nullptr || t_ring->replied || count < 1 ||
-      iov[0].iov_len != sizeof(fuse_out_header)) {
-    return false;
+// Reads exactly `len` bytes of pipe `fd` into `dst` (null: discards them). False on error.
+bool ReadPipe(int fd, char* dst, size_t len) {
+  char sink[4096];
+  while (len > 0) {
+    ssize_t n = read(fd, dst ? dst : sink, dst ? len : std::min(len, sizeof(sink)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    len -= static_cast<size_t>(n);
+    if (dst) dst += n;
   }
-  return static_cast<const fuse_out_header*>(iov[0].iov_base)->unique == t_ring->unique;
+  return true;
 }
 
 ssize_t Send(int fd, const iovec* iov, int count) {
@@ -174,31 +197,29 @@ ssize_t Writev(int fd, iovec* iov, int count, void*) {
   return Send(fd, v, 2);
 }
 
-// A spliced reply ([header, data] in the pipe `fdin`). Ring replies are not spliced
-// (OpRead asks for no splice while ReplyingToRing()); should one come, it is read out of the
-// pipe into the entry.
+// A spliced reply: [header, data] in the pipe `fdin` (a READ served from a host fd). On a
+// thread serving a ring request it is read out of the pipe straight into the entry, the
+// one copy a splice to /dev/fuse would have made.
 ssize_t SpliceSend(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
                    unsigned int flags, void*) {
   if (t_ring == nullptr || t_ring->replied) return splice(fdin, offin, fdout, offout, len, flags);
-  std::vector<char> all(len);
-  size_t got = 0;
-  while (got < len) {
-    ssize_t n = read(fdin, all.data() + got, len - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
-    got += static_cast<size_t>(n);
+  fuse_out_header out;
+  if (len < sizeof(out) || !ReadPipe(fdin, reinterpret_cast<char*>(&out), sizeof(out))) {
+    errno = EIO;
+    return -1;
   }
-  if (len < sizeof(fuse_out_header)) {
+  if (!ForRing(out)) {
+    // libfuse replies only to the request it serves: another unique is a bug of ours.
     errno = EINVAL;
     return -1;
   }
-  iovec v[2] = {{all.data(), sizeof(fuse_out_header)},
-                {all.data() + sizeof(fuse_out_header), len - sizeof(fuse_out_header)}};
-  if (!ForRing(v, 2)) {
-    errno = EINVAL;
+  const size_t data = len - sizeof(out);
+  const bool fits = data <= t_ring->capacity;
+  if (!ReadPipe(fdin, fits ? t_ring->payload : nullptr, data)) {
+    errno = EIO;
     return -1;
   }
-  return ToRing(v, 2);
+  return FinishRing(out, data, fits);
 }
 
 }  // namespace
@@ -226,7 +247,6 @@ void ArmInit(bool passthrough, size_t ring_payload) {
 bool InitAppliedUring() { return t_init_applied_uring; }
 
 void SetRingReply(RingReply* reply) { t_ring = reply; }
-bool ReplyingToRing() { return t_ring != nullptr; }
 
 void ArmOpenPassthrough(int32_t id) {
   t_armed = Armed::kOpen;

@@ -10,7 +10,8 @@
 //    (passthrough on, with the stacking depth the kernel requires; io_uring on) or an
 //    OPEN/CREATE reply (the FOPEN_PASSTHROUGH flag and the backing file's id);
 //  - a reply to a request that came through a ring entry goes into that entry (the thread
-//    serving it names it with SetRingReply), not to /dev/fuse;
+//    serving it names it with SetRingReply), not to /dev/fuse; a spliced one is read out of
+//    its pipe into the entry;
 //  - a host file becomes a backing file with the FUSE_DEV_IOC_BACKING_OPEN ioctl on
 //    /dev/fuse, which needs CAP_SYS_ADMIN; its id is then named in open replies, and closed
 //    with FUSE_DEV_IOC_BACKING_CLOSE.
@@ -63,8 +64,6 @@ struct RingReply {
 };
 // The calling thread's ring request, until SetRingReply(nullptr).
 void SetRingReply(RingReply* reply);
-// True while the calling thread serves a ring request (whose reply cannot be spliced).
-bool ReplyingToRing();
 
 // Backing files on the session's /dev/fuse fd `dev`. Open returns the backing id (> 0).
 p9::Result<int32_t> BackingOpen(int dev, int host_fd);
