@@ -177,12 +177,13 @@ class OvInode : public Inode {
       P9_ASSIGN_OR_RETURN(std::vector<DirEntry> ents, c->Merged());
       if (!ents.empty()) return Errno(ENOTEMPTY);
     }
+    P9_ASSIGN_OR_RETURN(bool hide, LowerShows(name));
     P9_RETURN_IF_ERROR(CopyUp());
     if (c->upper_) {
       if (dir) P9_RETURN_IF_ERROR(c->ClearWhiteouts());
       P9_RETURN_IF_ERROR(upper_->Unlink(name, dir));
     }
-    if (c->lower_) P9_RETURN_IF_ERROR(MakeWhiteout(name));
+    if (hide) P9_RETURN_IF_ERROR(MakeWhiteout(name));
     children_.erase(name);
     return p9::Ok();
   }
@@ -209,6 +210,7 @@ class OvInode : public Inode {
     } else if (dst.error() != Errno(ENOENT)) {
       return dst.error();
     }
+    P9_ASSIGN_OR_RETURN(bool hide, LowerShows(oldname));
     P9_RETURN_IF_ERROR(src->CopyUp());
     P9_RETURN_IF_ERROR(nd->CopyUp());
     P9_RETURN_IF_ERROR(nd->RemoveWhiteout(newname));
@@ -216,7 +218,7 @@ class OvInode : public Inode {
     if (src->is_dir() && dst_had_lower && st_->markers) {
       P9_RETURN_IF_ERROR(src->upper_->SetXattr(kOpaqueXattr, "y", 0));
     }
-    if (src->lower_) P9_RETURN_IF_ERROR(MakeWhiteout(oldname));
+    if (hide) P9_RETURN_IF_ERROR(MakeWhiteout(oldname));
     children_.erase(oldname);
     nd->children_.erase(newname);
     src->parent_ = std::static_pointer_cast<OvInode>(nd->shared_from_this());
@@ -437,6 +439,19 @@ class OvInode : public Inode {
   }
 
   // kSubmounts writes none: the lower name is a mount point and shows again.
+  // Whether a lower entry `name` shows through this directory, so that removing or moving
+  // the name must leave a whiteout. Asked of the lower layer, not of the child's inode: a
+  // copied-up non-directory resolves from the upper layer alone (Resolve), so an inode made
+  // after the first was forgotten has no lower_ even though a lower file is there.
+  Result<bool> LowerShows(const std::string& name) {
+    if (!st_->markers || !lower_) return false;  // No whiteouts to make.
+    if (upper_ && IsOpaque(*upper_)) return false;
+    auto r = lower_->Lookup(name);
+    if (r.has_value()) return true;
+    if (r.error() == Errno(ENOENT)) return false;
+    return r.error();
+  }
+
   Result<void> MakeWhiteout(const std::string& name) {
     if (!st_->markers) return p9::Ok();
     P9_RETURN_IF_ERROR(upper_->Mknod(name, S_IFCHR, 0, 0, 0));

@@ -168,6 +168,22 @@ TEST_F(OverlayTest, DeletedLowerFilesStayDeleted) {
   EXPECT_EQ(Get(*vfs_, "/a"), "new");
 }
 
+// A lower file copied up and then forgotten (nothing holds its inode, as after the kernel
+// drops its dentries) resolves from the upper layer alone. Deleting or renaming it must
+// still hide the lower file: whether to leave a whiteout is the lower layer's to say, not
+// what the inode remembers.
+TEST_F(OverlayTest, CopiedUpFilesStayGoneWhenDeletedOrRenamed) {
+  Put(*vfs_, "/dir/x", "changed x");
+  Put(*vfs_, "/a", "changed a");
+  ASSERT_TRUE(vfs_->Unlink(root_, "/dir/x").has_value());
+  EXPECT_EQ(Err(vfs_->Stat(root_, "/dir/x")), Errno(ENOENT));
+  EXPECT_EQ(Names(*vfs_, "/dir"), std::set<std::string>{"y"});
+  ASSERT_TRUE(vfs_->Rename(root_, "/a", "/moved").has_value());
+  EXPECT_EQ(Err(vfs_->Stat(root_, "/a")), Errno(ENOENT));
+  EXPECT_FALSE(Names(*vfs_, "/").contains("a"));
+  EXPECT_EQ(Get(*vfs_, "/moved"), "changed a");
+}
+
 TEST_F(OverlayTest, RecreatedDirectoryIsOpaque) {
   EXPECT_EQ(Err(vfs_->Rmdir(root_, "/dir")), Errno(ENOTEMPTY));
   ASSERT_TRUE(vfs_->Unlink(root_, "/dir/x").has_value());
