@@ -18,7 +18,7 @@ def main():
     for r in runs:
         if r.get("error_occurred"):
             continue
-        name = r["name"]
+        name = r["name"].removesuffix("/real_time")  # Throughput rows run on wall time.
         parts = name.split("/")
         if "donated_GBps" in r:
             # Donated and native reads alternate in one loop (BM_DonatedRead): both rates.
