@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -26,6 +27,7 @@
 #include "p9/client_file.h"
 #include "p9/server.h"
 #include "p9/socket_util.h"
+#include "p9/splice_pipes.h"
 
 namespace gofer {
 namespace {
@@ -101,7 +103,7 @@ class GoferTest : public ::testing::TestWithParam<bool> {
     have_chardev_ = mknod((root_dir_ / "null").c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0;
   }
 
-  void Connect(bool ro, const char* version) {
+  void Connect(bool ro, const char* version, uint32_t msize = 1u << 20) {
     root_ = ClientFile();
     client_.reset();
     server_.reset();
@@ -112,7 +114,7 @@ class GoferTest : public ::testing::TestWithParam<bool> {
     auto pair = p9::SocketPair();
     ASSERT_TRUE(pair.has_value());
     server_->AddConnection(std::move(pair->second));
-    auto c = p9::Client::Create(std::move(pair->first), 1u << 20, version);
+    auto c = p9::Client::Create(std::move(pair->first), msize, version);
     ASSERT_TRUE(c.has_value()) << c.error();
     client_ = std::move(*c);
     auto r = ClientFile::Attach(*client_, root_dir_.string());
@@ -238,6 +240,43 @@ TEST_P(GoferTest, ReadsRegularFilesAndDirectories) {
   auto link = Walk("link").Readlink();
   ASSERT_TRUE(link.has_value());
   EXPECT_EQ(*link, "file");
+}
+
+// Large Treads move the file's pages to the socket (p9/splice_pipes.h): what arrives is the
+// file's bytes at any offset, across several pipes per reply, short at the end of the file,
+// and what the host changed since the last read.
+TEST_P(GoferTest, LargeReadsAreSplicedAndCarryTheFileExactly) {
+  Connect(read_only(), p9::kVersion9P2000LExt, 4u << 20);
+  std::string data((5u << 20) + 777, '\0');
+  std::mt19937 rng(3);
+  for (char& c : data) c = static_cast<char>(rng());
+  WriteFile(root_dir_ / "big", data);
+  ClientFile f = Walk("big");
+  ASSERT_TRUE(f.Open(of::kRdOnly).has_value());
+  const uint64_t before = p9::SplicePipes::bytes_drained();
+  std::vector<char> buf(client_->max_read());
+  size_t expected_spliced = 0;
+  for (auto [off, count] : {std::pair<uint64_t, size_t>{0, 65536}, {4097, 100000},
+                            {1, 1u << 20}, {333, client_->max_read()},
+                            {data.size() - 5000, 1u << 20}, {data.size(), 1u << 20}}) {
+    auto n = f.ReadAt(std::span<char>(buf.data(), count), off);
+    ASSERT_TRUE(n.has_value()) << n.error();
+    size_t want = std::min<size_t>(count, data.size() - off);
+    ASSERT_EQ(*n, want) << "offset " << off;
+    EXPECT_TRUE(std::string(buf.data(), *n) == data.substr(off, want)) << "offset " << off;
+    expected_spliced += *n;
+  }
+  EXPECT_EQ(p9::SplicePipes::bytes_drained() - before, expected_spliced);
+  // Changed on the host: the next read carries the new bytes.
+  std::string patch(200000, 'Z');
+  int hfd = open((root_dir_ / "big").c_str(), O_WRONLY);
+  ASSERT_EQ(pwrite(hfd, patch.data(), patch.size(), 10), static_cast<ssize_t>(patch.size()));
+  close(hfd);
+  auto n = f.ReadAt(std::span<char>(buf.data(), 300000), 0);
+  ASSERT_TRUE(n.has_value());
+  ASSERT_EQ(*n, 300000u);
+  EXPECT_TRUE(std::string(buf.data(), 300000) ==
+              data.substr(0, 10) + patch + data.substr(200010, 300000 - 200010));
 }
 
 TEST_P(GoferTest, EveryMutationIsEROFSOnReadOnlyMounts) {

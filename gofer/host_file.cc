@@ -289,6 +289,18 @@ Result<size_t> HostFile::ReadAt(std::span<char> dst, uint64_t offset) {
   }
 }
 
+Result<size_t> HostFile::SpliceRead(int pipe_fd, size_t count, uint64_t offset) {
+  int fd = open_fd();
+  if (fd < 0) return Errno(EBADF);
+  if (type_ != S_IFREG) return Errno(ENOSYS);
+  for (;;) {
+    loff_t off = static_cast<loff_t>(offset);
+    ssize_t n = ::splice(fd, &off, pipe_fd, nullptr, count, SPLICE_F_NONBLOCK);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EINTR) return LastErrno();
+  }
+}
+
 Result<size_t> HostFile::WriteAt(p9::Bytes src, uint64_t offset) {
   int fd = open_fd();
   if (fd < 0) return Errno(EBADF);

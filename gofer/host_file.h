@@ -53,6 +53,8 @@ class HostFile : public p9::File {
   }
   p9::Result<p9::OpenResult> Open(uint32_t flags) override;
   p9::Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) override;
+  // Regular files only: a FIFO or device read has no offset to splice from and may block.
+  p9::Result<size_t> SpliceRead(int pipe_fd, size_t count, uint64_t offset) override;
   p9::Result<size_t> WriteAt(p9::Bytes src, uint64_t offset) override;
   p9::Result<std::vector<p9::Dirent>> Readdir(uint64_t offset, uint32_t count) override;
   // Opens the directory afresh ("." from the O_PATH fd) for the one listing.

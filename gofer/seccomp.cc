@@ -22,6 +22,9 @@ constexpr const char* kAllowed[] = {
     // listener it already has (--listen). No socket(), connect() or bind().
     "recvmsg", "sendmsg", "recvfrom", "sendto", "shutdown", "accept4", "getsockopt",
     "setsockopt", "getsockname", "getpeername",
+    // Rread data moved by page references (p9/splice_pipes.h): its own pipes, splice between
+    // them and files or sockets it holds, and SIGPIPE kept pending around it.
+    "pipe2", "splice", "rt_sigpending",
     // Waiting: blocking reads, poll (listener, a full socket), condition variables, the
     // yield of a polling reader, sleeps.
     "poll", "ppoll", "futex", "sched_yield", "nanosleep", "clock_nanosleep",

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
+#include <string>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -51,6 +53,32 @@ TEST(SeccompTest, FileWorkIsAllowed) {
               return 0;
             }),
             0);
+}
+
+// The server's spliced Rread (p9/splice_pipes.h): a pipe of its own, file -> pipe -> a
+// socket it was given, with SIGPIPE held pending around it.
+TEST(SeccompTest, SplicedReadsAreAllowed) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  EXPECT_EQ(InChild([&] {
+              int d = open("/tmp", O_PATH | O_DIRECTORY);
+              int f = openat(d, "seccomp_test_splice", O_CREAT | O_RDWR | O_TRUNC, 0600);
+              if (f < 0 || write(f, "spliced", 7) != 7) return 1;
+              unlinkat(d, "seccomp_test_splice", 0);
+              int p[2];
+              if (pipe2(p, O_CLOEXEC) != 0) return 2;
+              loff_t off = 0;
+              if (splice(f, &off, p[1], nullptr, 7, SPLICE_F_NONBLOCK) != 7) return 3;
+              sigset_t set;
+              if (sigpending(&set) != 0) return 4;
+              if (splice(p[0], nullptr, sv[0], nullptr, 7, 0) != 7) return 5;
+              char got[8] = {};
+              if (read(sv[1], got, 7) != 7 || std::string(got) != "spliced") return 6;
+              return 0;
+            }),
+            0);
+  close(sv[0]);
+  close(sv[1]);
 }
 
 TEST(SeccompTest, DangerousCallsAreRefusedWithEperm) {

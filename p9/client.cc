@@ -73,6 +73,7 @@ Result<std::unique_ptr<Client>> Client::Create(UniqueFd sock, uint32_t msize,
   c->msize_ = rv.msize;
   c->version_ = rv.version;
   c->reader_.set_msize(rv.msize);
+  FitSendBuffer(c->fd_.get(), rv.msize);
   return c;
 }
 

@@ -80,6 +80,12 @@ class File {
 
   // Reads at most dst.size() bytes at `offset`; returns the count (0 at end of file).
   virtual Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) = 0;
+  // The same bytes as ReadAt, moved into the pipe `pipe_fd` with splice(2) instead of copied
+  // (see p9/splice_pipes.h): at most `count` bytes at `offset`, never blocking on the pipe
+  // (EAGAIN when it is full). ENOSYS when this file cannot (the default): the server copies.
+  virtual Result<size_t> SpliceRead(int /*pipe_fd*/, size_t /*count*/, uint64_t /*offset*/) {
+    return Errno(ENOSYS);
+  }
   // Writes `src` at `offset` (ignored for O_APPEND opens); returns the count written.
   virtual Result<size_t> WriteAt(Bytes src, uint64_t offset) = 0;
 

@@ -16,6 +16,7 @@
 #include "glog/logging.h"
 #include "p9/leader_follower.h"
 #include "p9/messages.h"
+#include "p9/splice_pipes.h"
 #include "p9/transport.h"
 
 namespace p9 {
@@ -78,6 +79,9 @@ struct ReplyExtras {
   std::unique_ptr<char[]> buf;
   std::vector<char> vec;
   UniqueFd fd;
+  // Rread: this many bytes of data wait in the thread's SplicePipes instead (the Rread's
+  // own data is then empty). See Connection::SendSpliced.
+  size_t spliced = 0;
 };
 
 // The connection whose leader is serving a batch of buffered frames on this thread: its
@@ -299,7 +303,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
       ReplyExtras extras;
       auto r = Op(req, extras);
       if (r.has_value()) {
-        Send(tag, *r, extras.fd);
+        if (extras.spliced > 0) {
+          SendSpliced(tag, extras.spliced);
+        } else {
+          Send(tag, *r, extras.fd);
+        }
       } else {
         SendError(tag, r.error());
       }
@@ -322,19 +330,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::span<const int> fdspan;
     if (fd.valid()) fdspan = std::span<const int>(fds, 1);
     std::lock_guard s(send_mu_);
-    std::vector<Tag> flushers;
-    {
-      std::lock_guard l(mu_);
-      auto it = inflight_.find(tag);
-      if (it != inflight_.end()) {  // Not found: Tversion, which is not tracked.
-        flushers = std::move(it->second.flushers);
-        inflight_.erase(it);
-        for (Tag t : flushers) inflight_.erase(t);
-        if (inflight_.size() + 1 + flushers.size() >= state_->options.max_inflight) {
-          room_cv_.notify_all();
-        }
-      }
-    }
+    std::vector<Tag> flushers = RetireLocked(tag);
     const bool queue = tls_batching == this && fdspan.empty() && f.tail.size() <= kQueueMax;
     if (queue) {
       out_.insert(out_.end(), f.head.begin(), f.head.end());
@@ -343,6 +339,56 @@ class Connection : public std::enable_shared_from_this<Connection> {
       FlushOutLocked();
       SendLocked(f, fdspan);
     }
+    SendFlushersLocked(flushers, queue);
+    if (out_.size() >= kQueueMax) FlushOutLocked();
+  }
+
+  // Send's Rread whose `count` data bytes wait in this thread's SplicePipes (Op(Tread)): the
+  // header goes out with sendmsg, the data with splice. A failure after the header has cut
+  // a frame short, so the connection ends.
+  void SendSpliced(Tag tag, size_t count) {
+    Encoder e;
+    e.Put(static_cast<uint32_t>(kRreadHeaderSize + count));
+    e.Put(static_cast<uint8_t>(MsgType::kRread));
+    e.Put(static_cast<uint16_t>(tag));
+    e.Put(static_cast<uint32_t>(count));
+    OutFrame head;
+    head.head = std::move(e.buffer());
+    std::lock_guard s(send_mu_);
+    std::vector<Tag> flushers = RetireLocked(tag);
+    FlushOutLocked();
+    SplicePipes& pipes = ThisThreadPipes();
+    Result<void> r = SendFrame(fd(), head, {});
+    if (r.has_value()) {
+      r = pipes.Drain(fd());
+    } else {
+      pipes.Discard();
+    }
+    if (!r.has_value()) {
+      VLOG(1) << "9p server: send failed: " << r.error();
+      Shutdown();
+      return;
+    }
+    SendFlushersLocked(flushers, false);
+  }
+
+  // Frees `tag` (and the Tflush tags waiting on it, returned) for reuse. REQUIRES: send_mu_.
+  std::vector<Tag> RetireLocked(Tag tag) {
+    std::vector<Tag> flushers;
+    std::lock_guard l(mu_);
+    auto it = inflight_.find(tag);
+    if (it == inflight_.end()) return flushers;  // Tversion, which is not tracked.
+    flushers = std::move(it->second.flushers);
+    inflight_.erase(it);
+    for (Tag t : flushers) inflight_.erase(t);
+    if (inflight_.size() + 1 + flushers.size() >= state_->options.max_inflight) {
+      room_cv_.notify_all();
+    }
+    return flushers;
+  }
+
+  // The Rflush of each of `flushers`, queued (see Send) or sent. REQUIRES: send_mu_.
+  void SendFlushersLocked(const std::vector<Tag>& flushers, bool queue) {
     for (Tag t : flushers) {
       OutFrame r = EncodeFrame(t, Rflush{});
       if (queue) {
@@ -351,7 +397,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
         SendLocked(r, {});
       }
     }
-    if (out_.size() >= kQueueMax) FlushOutLocked();
   }
 
   void SendError(Tag tag, Errno e) { Send(tag, Rlerror{static_cast<uint32_t>(e.value())}); }
@@ -425,6 +470,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (version != kVersionUnknown) {
       msize_ = msize;
       reader_.set_msize(msize);
+      FitSendBuffer(fd(), msize);
       version_done_ = true;
     }
     Send(tag, Rversion{msize, version});
@@ -608,6 +654,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (fid->kind != ServerFid::Kind::kFile || !fid->opened) return Errno(EBADF);
       if ((fid->open_flags & open_flags::kAccMode) == open_flags::kWrOnly) return Errno(EBADF);
       file = fid->file;
+    }
+    if (count >= kSpliceMin) {
+      // Pages move from the page cache to the socket (p9/splice_pipes.h). ENOSYS and the
+      // like: the file cannot, and is copied.
+      auto n = ThisThreadPipes().Fill(count, req.offset, [&](int pipe, size_t c, uint64_t at) {
+        return file->SpliceRead(pipe, c, at);
+      });
+      if (n.has_value()) {
+        if (*n > count) {
+          ThisThreadPipes().Discard();
+          return Errno(EIO);
+        }
+        x.spliced = *n;
+        return Rread{};
+      }
     }
     x.buf.reset(new char[count]);  // Not zero-filled: ReadAt writes what it reports.
     P9_ASSIGN_OR_RETURN(size_t n, file->ReadAt(std::span<char>(x.buf.get(), count), req.offset));
@@ -870,6 +931,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static constexpr size_t kDefaultThreads = 16;
   static constexpr size_t kQueueMax = 64 * 1024;
   static constexpr size_t kInlineIoMax = 128 * 1024;  // Larger reads and writes hand off.
+  // Smaller Treads are copied: below this a splice's extra system calls cost more than the
+  // copy they save (bench: p9_bench 9p/ours/read, session 17).
+  static constexpr size_t kSpliceMin = 64 * 1024;
 
   std::shared_ptr<ServerState> state_;
   Attacher& attacher_;

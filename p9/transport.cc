@@ -76,6 +76,16 @@ Result<void> SendFrame(int fd, const OutFrame& frame, std::span<const int> fds) 
   return Ok();
 }
 
+void FitSendBuffer(int fd, uint32_t msize) {
+  int want = 0;
+  socklen_t len = sizeof(want);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, &len) != 0) return;
+  // The kernel doubles what it is given (for its bookkeeping) and reports the doubled size.
+  int need = static_cast<int>(std::min<uint64_t>(msize + uint64_t{64} * 1024, INT32_MAX / 2));
+  if (want / 2 >= need) return;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &need, sizeof(need));
+}
+
 FrameReader::FrameReader(int fd, uint32_t msize) : fd_(fd), msize_(msize) {}
 
 Result<size_t> FrameReader::Recv(char* dst, size_t n, bool block) {
