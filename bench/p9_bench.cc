@@ -224,9 +224,14 @@ Peer* GetPeer(const std::string& kind, uint32_t msize) {
   return p.get();
 }
 
-// Reads (or writes) `size` bytes at `off`, in requests of at most max_read.
+// Reads (or writes) `size` bytes at `off`, in requests of at most max_read, one at a time
+// or (pipelined) with up to Client::kReadDepth in flight.
 bool Transfer(const p9::ClientFile& f, p9::Client& c, char* buf, size_t size, uint64_t off,
-              bool write) {
+              bool write, bool pipelined) {
+  if (pipelined) {
+    auto r = f.ReadFullAt(std::span<char>(buf, size), off);
+    return r.has_value() && *r == size;
+  }
   size_t done = 0;
   while (done < size) {
     size_t n = std::min(size - done, write ? c.max_write() : c.max_read());
@@ -246,7 +251,8 @@ bool Transfer(const p9::ClientFile& f, p9::Client& c, char* buf, size_t size, ui
   }                                                                    \
   state.counters["msize"] = peer->client->msize();
 
-void IoBench(benchmark::State& state, const std::string& kind, bool write, bool donated) {
+void IoBench(benchmark::State& state, const std::string& kind, bool write, bool donated,
+             bool pipelined = false) {
   size_t size = static_cast<size_t>(state.range(0));
   uint32_t msize = static_cast<uint32_t>(state.range(1));
   PEER_OR_SKIP(kind, msize);
@@ -261,7 +267,7 @@ void IoBench(benchmark::State& state, const std::string& kind, bool write, bool 
     if (off + size > kBigFile) off = 0;
     bool ok = donated ? pread(f->donated_fd(), buf.data(), size, static_cast<off_t>(off)) ==
                             static_cast<ssize_t>(size)
-                      : Transfer(*f, *peer->client, buf.data(), size, off, write);
+                      : Transfer(*f, *peer->client, buf.data(), size, off, write, pipelined);
     if (!ok) return state.SkipWithError("io");
     off += size;
   }
@@ -269,6 +275,9 @@ void IoBench(benchmark::State& state, const std::string& kind, bool write, bool 
 }
 
 void BM_Read(benchmark::State& s, std::string kind) { IoBench(s, kind, false, false); }
+void BM_ReadPipelined(benchmark::State& s, std::string kind) {
+  IoBench(s, kind, false, false, true);
+}
 void BM_Write(benchmark::State& s, std::string kind) { IoBench(s, kind, true, false); }
 // Reads on the donated fd, and native preads of the same file on a host fd, alternately in
 // one loop: the ratio of the two (counter native_over_donated, 1.0 = as fast) is measured in
@@ -534,6 +543,9 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("floor/native_stat", BM_NativeStat);
   for (std::string kind : {"ours", "diod"}) {
     sizes(benchmark::RegisterBenchmark(("9p/" + kind + "/read").c_str(), BM_Read, kind), true);
+    sizes(benchmark::RegisterBenchmark(("9p/" + kind + "/read_pipelined").c_str(),
+                                       BM_ReadPipelined, kind),
+          true);
     sizes(benchmark::RegisterBenchmark(("9p/" + kind + "/write").c_str(), BM_Write, kind), true);
     if (kind == "ours") {
       sizes(benchmark::RegisterBenchmark("9p/ours/donated_read", BM_DonatedRead, kind), true);

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -125,8 +126,10 @@ void Client::BreakLocked(Errno e) {
 
 void Client::HandOffReadingLocked() {
   if (reading_ || broken_.value() != 0) return;
+  // A caller asleep in Wait: not a call of ReadFull's that its thread has yet to wait for
+  // (that thread leads when it gets to it), which would leave the sleepers unwoken.
   for (auto& [tag, p] : pending_) {
-    if (!p.is_flush && !p.call->detached) {
+    if (!p.is_flush && !p.call->detached && p.call->waiting) {
       WakeLocked(p.call);
       break;
     }
@@ -299,6 +302,10 @@ Result<void> Client::Register(CallState& c) {
 
 Result<void> Client::SendAndWait(CallState& c, const OutFrame& f, std::stop_token stop) {
   Send(f);
+  return Wait(c, stop);
+}
+
+Result<void> Client::Wait(CallState& c, std::stop_token stop) {
   std::optional<std::stop_callback<std::function<void()>>> on_stop;
   if (stop.stop_possible()) {
     on_stop.emplace(stop, std::function<void()>([this, &c] {
@@ -327,15 +334,18 @@ Result<void> Client::SendAndWait(CallState& c, const OutFrame& f, std::stop_toke
       }
     }
     c.wake.store(0, std::memory_order_relaxed);
+    c.waiting = true;
     l.unlock();
     c.wake.wait(0, std::memory_order_acquire);
     if (c.wake.load(std::memory_order_acquire) == kWakeFinished) {
       // The reader finished the call (DeliverLocked): nothing is left to do under mu_, and
-      // we never led (a leader finds its own reply finished under mu_, below).
+      // we never led (a leader finds its own reply finished under mu_, below). Nothing
+      // reads `waiting` of a finished call.
       on_stop.reset();
       return Ok();
     }
     l.lock();
+    c.waiting = false;
   }
   if (!c.finished) {
     pending_.erase(c.tag);
@@ -457,18 +467,71 @@ Result<size_t> Client::Read(Fid fid, uint64_t offset, std::span<char> dst,
   if (dst.empty()) return size_t{0};
   CallState c;
   c.read_dst = dst;
-  P9_RETURN_IF_ERROR(RoundTrip(
-      c,
-      [&](Tag tag) {
-        return EncodeFrame(tag, Tread{fid, offset, static_cast<uint32_t>(dst.size())});
-      },
-      stop));
-  // A payload received into dst leaves body empty; an Rlerror or odd reply lands in body.
+  P9_RETURN_IF_ERROR(StartRead(c, fid, offset));
+  P9_RETURN_IF_ERROR(Wait(c, stop));
+  return ReadResult(c);
+}
+
+Result<void> Client::StartRead(CallState& c, Fid fid, uint64_t offset) {
+  P9_RETURN_IF_ERROR(Register(c));
+  Send(EncodeFrame(c.tag, Tread{fid, offset, static_cast<uint32_t>(c.read_dst.size())}));
+  return Ok();
+}
+
+Result<size_t> Client::ReadResult(CallState& c) {
+  // A payload received into read_dst leaves body empty; an Rlerror or odd reply lands in body.
   if (c.header.type == static_cast<uint8_t>(MsgType::kRread) && c.body.empty()) {
     return c.read_n;
   }
   P9_RETURN_IF_ERROR(CheckReply(c, MsgType::kRread));
   return Break(Errno(EIO));  // An Rread we could not place: cannot happen with read_dst set.
+}
+
+Result<size_t> Client::ReadFull(Fid fid, uint64_t offset, std::span<char> dst,
+                                std::stop_token stop) {
+  const size_t chunk = max_read();
+  if (dst.size() <= chunk) return Read(fid, offset, dst, stop);
+  // Chunk i waits in slot i % kReadDepth. Every started chunk is waited for before
+  // returning: the reader writes into dst until its reply is in.
+  std::array<std::optional<CallState>, kReadDepth> slots;
+  const size_t chunks = (dst.size() + chunk - 1) / chunk;
+  size_t started = 0, done = 0, total = 0;
+  bool issue = true;     // More chunks may be started.
+  bool counting = true;  // Every chunk waited for so far came back full.
+  Errno error{0};        // The first chunk's error, returned as the call's.
+  while (done < started || (issue && started < chunks)) {
+    while (issue && started < chunks && started < done + kReadDepth) {
+      std::optional<CallState>& s = slots[started % kReadDepth];
+      s.emplace();
+      const size_t at = started * chunk;
+      s->read_dst = dst.subspan(at, std::min(chunk, dst.size() - at));
+      Result<void> r = StartRead(*s, fid, offset + at);
+      if (r.has_value()) {
+        ++started;
+        continue;
+      }
+      s.reset();
+      if (started == 0) return r.error();  // Nothing in flight.
+      issue = false;
+    }
+    if (done == started) break;
+    std::optional<CallState>& s = slots[done % kReadDepth];
+    Result<void> w = Wait(*s, stop);
+    Result<size_t> n = w.has_value() ? ReadResult(*s) : Result<size_t>(w.error());
+    const size_t want = s->read_dst.size();
+    s.reset();
+    ++done;
+    if (!counting) continue;  // Past a short or failed chunk: only collecting the rest.
+    if (!n.has_value()) {
+      if (done == 1) error = n.error();
+      counting = issue = false;
+      continue;
+    }
+    total += *n;
+    if (*n < want) counting = issue = false;
+  }
+  if (error.value() != 0) return error;
+  return total;
 }
 
 Result<size_t> Client::Write(Fid fid, uint64_t offset, Bytes src, std::stop_token stop) {

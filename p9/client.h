@@ -77,6 +77,15 @@ class Client {
 
   // Tread into `dst` (at most max_read() bytes per call); returns the count.
   Result<size_t> Read(Fid fid, uint64_t offset, std::span<char> dst, std::stop_token stop = {});
+  // Reads dst.size() bytes at `offset` in Treads of max_read(), up to kReadDepth of them in
+  // flight at once, so a read larger than one message costs about one round trip, not one
+  // per message. Returns the count: fewer than asked only at the end of the file or when a
+  // Tread after the first failed (the first one's error is returned). Regular files only:
+  // the Treads name distinct offsets and the server may serve them in any order, which a
+  // FIFO or socket would mix up. Bytes of dst past the count may have been written.
+  Result<size_t> ReadFull(Fid fid, uint64_t offset, std::span<char> dst,
+                          std::stop_token stop = {});
+  static constexpr size_t kReadDepth = 4;
   // Twrite of `src` (at most max_write() bytes per call); returns the count.
   Result<size_t> Write(Fid fid, uint64_t offset, Bytes src, std::stop_token stop = {});
   // Treaddir, decoded.
@@ -141,6 +150,7 @@ class Client {
     bool filling = false;   // The reader is writing into body/read_dst: do not leave.
     bool flush_sent = false;
     bool flushed = false;   // Rflush arrived.
+    bool waiting = false;   // Its caller sleeps in Wait (not merely has it in flight).
     FrameHeader header;
     std::vector<char> body;          // Reply body, unless it went to read_dst.
     std::vector<UniqueFd> fds;
@@ -170,6 +180,12 @@ class Client {
   Result<void> Register(CallState& c);
   // REQUIRES: Register(c) succeeded.
   Result<void> SendAndWait(CallState& c, const OutFrame& f, std::stop_token stop);
+  // Waits for the reply of `c`, whose request was sent (leading reads when no one is).
+  Result<void> Wait(CallState& c, std::stop_token stop);
+  // Registers and sends a Tread of c.read_dst.size() bytes at `offset` into c.read_dst.
+  Result<void> StartRead(CallState& c, Fid fid, uint64_t offset);
+  // The count of c's finished Tread, or its error (Rlerror's errno).
+  Result<size_t> ReadResult(CallState& c);
   // Rlerror -> its errno; a type other than `want` -> EIO (connection broken).
   Result<void> CheckReply(const CallState& c, MsgType want);
 

@@ -126,6 +126,10 @@ Result<size_t> ClientFile::ReadAt(std::span<char> dst, uint64_t offset) const {
   return client_->Read(fid_, offset, dst);
 }
 
+Result<size_t> ClientFile::ReadFullAt(std::span<char> dst, uint64_t offset) const {
+  return client_->ReadFull(fid_, offset, dst);
+}
+
 Result<size_t> ClientFile::WriteAt(Bytes src, uint64_t offset) const {
   return client_->Write(fid_, offset, src);
 }

@@ -50,6 +50,8 @@ class ClientFile {
   int donated_fd() const { return donated_.get(); }
 
   Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) const;
+  // All of dst, or up to the end of the file: Client::ReadFull (regular files only).
+  Result<size_t> ReadFullAt(std::span<char> dst, uint64_t offset) const;
   Result<size_t> WriteAt(Bytes src, uint64_t offset) const;
   // Whole file from offset 0 to EOF.
   Result<std::string> ReadAll() const;

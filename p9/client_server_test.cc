@@ -1,5 +1,6 @@
 // The client against the real server (in process, over a real socketpair) with the scripted
 // backend, and against hand-written misbehaving servers for the failure paths.
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -501,6 +502,96 @@ TEST(ClientScriptedTest, RreadLandsInTheCallersBuffer) {
   EXPECT_EQ(buf[0], 'a');
   EXPECT_EQ(buf.back(), 'z');
   (*c)->Shutdown();
+}
+
+// A peer serving Treads of a virtual file of `size` bytes (byte at o: o * 7 % 251) whose
+// reads at or past `fail_at` are Rlerror EIO. It gathers the Treads that arrive together
+// (within 300 ms of the first) and answers them in reverse order, recording the largest
+// such batch: with one Tread at a time it is 1.
+struct ReadPeer {
+  static char ByteAt(uint64_t o) { return static_cast<char>(o * 7 % 251); }
+  ReadPeer(uint64_t size, uint64_t fail_at, uint32_t msize)
+      : peer([this, size, fail_at](int fd, FrameReader& r) {
+          for (;;) {
+            std::vector<InFrame> batch;
+            auto f = r.Read();
+            if (!f.has_value()) return;
+            batch.push_back(std::move(*f));
+            pollfd p{fd, POLLIN, 0};
+            while (r.HasFrame() || poll(&p, 1, 300) == 1) {
+              auto more = r.Read();
+              if (!more.has_value()) return;
+              batch.push_back(std::move(*more));
+            }
+            max_batch = std::max<size_t>(max_batch, batch.size());
+            for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+              auto t = DecodeBody<Tread>(it->body_view());
+              if (!t.has_value() || t->offset >= fail_at) {
+                (void)SendFrame(fd, EncodeFrame(it->header.tag, Rlerror{EIO}));
+                continue;
+              }
+              std::string data;
+              for (uint64_t o = t->offset; o < std::min(size, t->offset + t->count); ++o) {
+                data.push_back(ByteAt(o));
+              }
+              (void)SendFrame(fd, EncodeFrame(it->header.tag, Rread{Bytes(data.data(), data.size())}));
+            }
+          }
+        }, msize) {}
+  std::atomic<size_t> max_batch{0};
+  ScriptedPeer peer;
+};
+
+// ReadFull: several Treads in flight, answered in any order, assembled in order; short only
+// at the end of the file; the first Tread's error is the call's, a later one's a short count.
+TEST(ClientScriptedTest, ReadFullKeepsSeveralTreadsInFlight) {
+  constexpr uint32_t kMsize = 16384;
+  const size_t chunk = kMsize - kIoHeaderSize;
+  auto expect_bytes = [](const std::vector<char>& buf, uint64_t off, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if (buf[i] != ReadPeer::ByteAt(off + i)) {
+        ADD_FAILURE() << "byte " << i << " of a read at " << off;
+        return;
+      }
+    }
+  };
+  {
+    ReadPeer rp(1000000, UINT64_MAX, kMsize);
+    auto c = Client::Create(rp.peer.TakeClientFd(), kMsize);
+    ASSERT_TRUE(c.has_value());
+    std::vector<char> buf(10 * chunk + 123);
+    auto n = (*c)->ReadFull(1, 5, buf);
+    ASSERT_TRUE(n.has_value()) << n.error();
+    EXPECT_EQ(*n, buf.size());
+    expect_bytes(buf, 5, buf.size());
+    EXPECT_EQ(rp.max_batch.load(), Client::kReadDepth);
+    // Past the end of the file: short, and what there is.
+    n = (*c)->ReadFull(1, 1000000 - 3 * chunk - 7, buf);
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(*n, 3 * chunk + 7);
+    expect_bytes(buf, 1000000 - 3 * chunk - 7, *n);
+    n = (*c)->ReadFull(1, 1000000, buf);
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(*n, 0u);
+    (*c)->Shutdown();
+  }
+  {
+    ReadPeer rp(1000000, 2 * chunk, kMsize);
+    auto c = Client::Create(rp.peer.TakeClientFd(), kMsize);
+    ASSERT_TRUE(c.has_value());
+    std::vector<char> buf(6 * chunk);
+    auto n = (*c)->ReadFull(1, 0, buf);  // Chunks 2..5 fail: the first two count.
+    ASSERT_TRUE(n.has_value()) << n.error();
+    EXPECT_EQ(*n, 2 * chunk);
+    expect_bytes(buf, 0, *n);
+    n = (*c)->ReadFull(1, 2 * chunk, buf);  // The first fails: its error.
+    EXPECT_EQ(Err(n), Errno(EIO));
+    // The connection is fine afterwards.
+    n = (*c)->ReadFull(1, 100, std::span<char>(buf.data(), chunk + 1));
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(*n, chunk + 1);
+    (*c)->Shutdown();
+  }
 }
 
 TEST(ClientScriptedTest, RflushWithoutReplyIsECANCELED) {

@@ -40,7 +40,15 @@ class GoferFsTest : public ::testing::TestWithParam<CachePolicy> {
     auto ap = gofer::AttachPoint::Open(dir_.string(), false, nullptr);
     ASSERT_TRUE(ap.has_value());
     attacher_ = gofer::HostAttacher::ForOne(*ap);
-    server_ = std::make_unique<p9::Server>(*attacher_, p9::ServerOptions{.threads = 2});
+    Mount(p9::ServerOptions{.threads = 2});
+  }
+  // (Re)mounts the tree from a new server with `options`.
+  void Mount(p9::ServerOptions options) {
+    root_ = {};
+    vfs_.reset();
+    fs_.reset();
+    if (server_) EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+    server_ = std::make_unique<p9::Server>(*attacher_, options);
     auto pair = p9::SocketPair();
     ASSERT_TRUE(pair.has_value());
     server_->AddConnection(std::move(pair->second));
@@ -110,6 +118,27 @@ TEST_P(GoferFsTest, ReadsAndWritesReachTheHost) {
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->size, 16u);
   EXPECT_EQ(a->mode & 0777, 0644u & ~[] { mode_t m = umask(0); umask(m); return m; }());
+}
+
+// A server that donates no fds (plain 9P2000.L): file data comes by Tread, several in flight
+// for a read larger than one message (p9::Client::ReadFull), and arrives whole and in order.
+TEST_P(GoferFsTest, WithoutDonatedFdsLargeReadsComeWholeByTread) {
+  Mount(p9::ServerOptions{.threads = 2, .allow_fd_donation = false});
+  ASSERT_FALSE(fs_->fd_donation());
+  std::string data((3u << 20) + 4321, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 % 251);
+  std::ofstream(dir_ / "big", std::ios::binary) << data;
+  auto h = vfs_->Open(root_, "/big", O_RDONLY);
+  ASSERT_TRUE(h.has_value()) << h.error();
+  for (auto [off, len] : {std::pair<uint64_t, size_t>{0, data.size() + 100}, {777, 2u << 20},
+                          {data.size() - 10, 1u << 20}}) {
+    std::string out(len, '\0');
+    auto n = (*h)->ReadAt(std::span<char>(out.data(), out.size()), off);
+    ASSERT_TRUE(n.has_value()) << n.error();
+    size_t want = std::min<size_t>(len, data.size() - off);
+    ASSERT_EQ(*n, want) << "offset " << off;
+    EXPECT_TRUE(out.substr(0, want) == data.substr(off, want)) << "offset " << off;
+  }
 }
 
 TEST_P(GoferFsTest, NamespaceOperationsKeepHostErrnos) {
