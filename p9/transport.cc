@@ -77,6 +77,13 @@ Result<void> SendFrame(int fd, const OutFrame& frame, std::span<const int> fds) 
 }
 
 void FitSendBuffer(int fd, uint32_t msize) {
+  // Unix sockets only: TCP tunes its own send buffer, and setting one turns that off.
+  sockaddr_storage addr{};
+  socklen_t alen = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0 ||
+      addr.ss_family != AF_UNIX) {
+    return;
+  }
   int want = 0;
   socklen_t len = sizeof(want);
   if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, &len) != 0) return;

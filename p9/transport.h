@@ -38,7 +38,8 @@ Result<void> SendFrame(int fd, const OutFrame& frame, std::span<const int> fds =
 // Asks the kernel for a send buffer on socket `fd` that holds a whole frame of `msize` bytes
 // (it caps the request at net.core.wmem_max). With the default (about 208 KiB) a 1 MiB frame
 // leaves in pieces, the sender sleeping until the receiver drains each: a wake-up of each side
-// per piece. Best effort: a socket that refuses keeps its buffer.
+// per piece. Unix sockets only (TCP autotunes its buffer; a set size would stop that). Best
+// effort: a socket that refuses keeps its buffer.
 void FitSendBuffer(int fd, uint32_t msize);
 
 // A whole received frame, owning its body and fds.

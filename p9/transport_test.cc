@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -109,6 +111,38 @@ TEST(TransportTest, FrameLargerThanTheSocketBufferWithShortWrites) {
   sender.join();
   ASSERT_TRUE(f.has_value());
   EXPECT_EQ(Payload(*f), big);
+}
+
+// A unix socket's send buffer grows to hold a whole frame (as far as wmem_max allows); a
+// TCP socket keeps the kernel's autotuning (no fixed size set).
+TEST(TransportTest, FitSendBufferGrowsUnixSocketsOnly) {
+  auto sndbuf = [](int fd) {
+    int v = 0;
+    socklen_t len = sizeof(v);
+    getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len);
+    return v;
+  };
+  auto [a, b] = Pair();
+  const int before = sndbuf(a.get());
+  FitSendBuffer(a.get(), 1u << 20);
+  int wmem_max = 0;
+  FILE* f = fopen("/proc/sys/net/core/wmem_max", "r");
+  if (f != nullptr) {
+    if (fscanf(f, "%d", &wmem_max) != 1) wmem_max = 0;
+    fclose(f);
+  }
+  if (wmem_max > before / 2) {
+    EXPECT_GT(sndbuf(a.get()), before);
+    EXPECT_GE(sndbuf(a.get()) / 2, std::min(wmem_max, (1 << 20) + 65536));
+  } else {
+    EXPECT_EQ(sndbuf(a.get()), before) << "wmem_max " << wmem_max;
+  }
+  int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(tcp, 0);
+  const int tcp_before = sndbuf(tcp);
+  FitSendBuffer(tcp, 4u << 20);
+  EXPECT_EQ(sndbuf(tcp), tcp_before);
+  close(tcp);
 }
 
 TEST(TransportTest, SendWorksOnANonBlockingSocket) {
