@@ -931,9 +931,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static constexpr size_t kDefaultThreads = 16;
   static constexpr size_t kQueueMax = 64 * 1024;
   static constexpr size_t kInlineIoMax = 128 * 1024;  // Larger reads and writes hand off.
-  // Smaller Treads are copied: below this a splice's extra system calls cost more than the
-  // copy they save (bench: p9_bench 9p/ours/read, session 17).
-  static constexpr size_t kSpliceMin = 64 * 1024;
+  // Smaller Treads are copied. Measured (docs/BENCHMARKS.md, session 17): 16 and 32 KiB
+  // reads spliced took as long as copied or less, 4 KiB ones no less.
+  static constexpr size_t kSpliceMin = 16 * 1024;
 
   std::shared_ptr<ServerState> state_;
   Attacher& attacher_;
