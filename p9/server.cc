@@ -343,9 +343,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (out_.size() >= kQueueMax) FlushOutLocked();
   }
 
-  // Send's Rread whose `count` data bytes wait in this thread's SplicePipes (Op(Tread)): the
-  // header goes out with sendmsg, the data with splice. A failure after the header has cut
-  // a frame short, so the connection ends.
+  // Sends the Rread for `tag` whose `count` data bytes wait in this thread's SplicePipes
+  // (Op(Tread)), as Send does otherwise: the header with sendmsg, the data with splice. A
+  // failure after the header has cut a frame short, so the connection ends.
   void SendSpliced(Tag tag, size_t count) {
     Encoder e;
     e.Put(static_cast<uint32_t>(kRreadHeaderSize + count));
