@@ -225,11 +225,12 @@ Peer* GetPeer(const std::string& kind, uint32_t msize) {
 }
 
 // Reads (or writes) `size` bytes at `off`, in requests of at most max_read, one at a time
-// or (pipelined) with up to Client::kReadDepth in flight.
+// or (pipelined: Client::ReadFull, WriteFull) with up to Client::kPipelineDepth in flight.
 bool Transfer(const p9::ClientFile& f, p9::Client& c, char* buf, size_t size, uint64_t off,
               bool write, bool pipelined) {
   if (pipelined) {
-    auto r = f.ReadFullAt(std::span<char>(buf, size), off);
+    auto r = write ? f.WriteFullAt(p9::Bytes(buf, size), off)
+                   : f.ReadFullAt(std::span<char>(buf, size), off);
     return r.has_value() && *r == size;
   }
   size_t done = 0;
@@ -277,6 +278,9 @@ void IoBench(benchmark::State& state, const std::string& kind, bool write, bool 
 void BM_Read(benchmark::State& s, std::string kind) { IoBench(s, kind, false, false); }
 void BM_ReadPipelined(benchmark::State& s, std::string kind) {
   IoBench(s, kind, false, false, true);
+}
+void BM_WritePipelined(benchmark::State& s, std::string kind) {
+  IoBench(s, kind, true, false, true);
 }
 void BM_Write(benchmark::State& s, std::string kind) { IoBench(s, kind, true, false); }
 // Reads on the donated fd, and native preads of the same file on a host fd, alternately in
@@ -547,6 +551,9 @@ int main(int argc, char** argv) {
                                        BM_ReadPipelined, kind),
           true);
     sizes(benchmark::RegisterBenchmark(("9p/" + kind + "/write").c_str(), BM_Write, kind), true);
+    sizes(benchmark::RegisterBenchmark(("9p/" + kind + "/write_pipelined").c_str(),
+                                       BM_WritePipelined, kind),
+          true);
     if (kind == "ours") {
       sizes(benchmark::RegisterBenchmark("9p/ours/donated_read", BM_DonatedRead, kind), true);
     }

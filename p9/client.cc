@@ -487,26 +487,28 @@ Result<size_t> Client::ReadResult(CallState& c) {
   return Break(Errno(EIO));  // An Rread we could not place: cannot happen with read_dst set.
 }
 
-Result<size_t> Client::ReadFull(Fid fid, uint64_t offset, std::span<char> dst,
-                                std::stop_token stop) {
-  const size_t chunk = max_read();
-  if (dst.size() <= chunk) return Read(fid, offset, dst, stop);
-  // Chunk i waits in slot i % kReadDepth. Every started chunk is waited for before
-  // returning: the reader writes into dst until its reply is in.
-  std::array<std::optional<CallState>, kReadDepth> slots;
-  const size_t chunks = (dst.size() + chunk - 1) / chunk;
+template <typename Start, typename Result_>
+Result<size_t> Client::Pipelined(size_t size, size_t piece, std::stop_token stop, Start start,
+                                 Result_ result) {
+  // Piece i waits in slot i % kPipelineDepth. Every started piece is waited for before
+  // returning: until its reply is in, the reader may write into (or the server read from)
+  // the caller's buffer.
+  std::array<std::optional<CallState>, kPipelineDepth> slots;
+  std::array<size_t, kPipelineDepth> wants{};
+  const size_t pieces = (size + piece - 1) / piece;
   size_t started = 0, done = 0, total = 0;
-  bool issue = true;     // More chunks may be started.
-  bool counting = true;  // Every chunk waited for so far came back full.
-  Errno error{0};        // The first chunk's error, returned as the call's.
-  while (done < started || (issue && started < chunks)) {
-    while (issue && started < chunks && started < done + kReadDepth) {
-      std::optional<CallState>& s = slots[started % kReadDepth];
+  bool issue = true;     // More pieces may be started.
+  bool counting = true;  // Every piece waited for so far came back full.
+  Errno error{0};        // The first piece's error, returned as the call's.
+  while (done < started || (issue && started < pieces)) {
+    while (issue && started < pieces && started < done + kPipelineDepth) {
+      std::optional<CallState>& s = slots[started % kPipelineDepth];
       s.emplace();
-      const size_t at = started * chunk;
-      s->read_dst = dst.subspan(at, std::min(chunk, dst.size() - at));
-      Result<void> r = StartRead(*s, fid, offset + at);
+      const size_t at = started * piece;
+      const size_t len = std::min(piece, size - at);
+      Result<void> r = start(*s, at, len);
       if (r.has_value()) {
+        wants[started % kPipelineDepth] = len;
         ++started;
         continue;
       }
@@ -515,13 +517,14 @@ Result<size_t> Client::ReadFull(Fid fid, uint64_t offset, std::span<char> dst,
       issue = false;
     }
     if (done == started) break;
-    std::optional<CallState>& s = slots[done % kReadDepth];
+    std::optional<CallState>& s = slots[done % kPipelineDepth];
     Result<void> w = Wait(*s, stop);
-    Result<size_t> n = w.has_value() ? ReadResult(*s) : Result<size_t>(w.error());
-    const size_t want = s->read_dst.size();
+    Result<size_t> n = w.has_value() ? result(*s) : Result<size_t>(w.error());
+    const size_t want = wants[done % kPipelineDepth];
+    if (n.has_value() && *n > want) n = Break(Errno(EIO));  // More than asked: broken.
     s.reset();
     ++done;
-    if (!counting) continue;  // Past a short or failed chunk: only collecting the rest.
+    if (!counting) continue;  // Past a short or failed piece: only collecting the rest.
     if (!n.has_value()) {
       if (done == 1) error = n.error();
       counting = issue = false;
@@ -532,6 +535,35 @@ Result<size_t> Client::ReadFull(Fid fid, uint64_t offset, std::span<char> dst,
   }
   if (error.value() != 0) return error;
   return total;
+}
+
+Result<size_t> Client::ReadFull(Fid fid, uint64_t offset, std::span<char> dst,
+                                std::stop_token stop) {
+  if (dst.size() <= max_read()) return Read(fid, offset, dst, stop);
+  return Pipelined(
+      dst.size(), max_read(), stop,
+      [&](CallState& c, size_t at, size_t len) {
+        c.read_dst = dst.subspan(at, len);
+        return StartRead(c, fid, offset + at);
+      },
+      [&](CallState& c) { return ReadResult(c); });
+}
+
+Result<size_t> Client::WriteFull(Fid fid, uint64_t offset, Bytes src, std::stop_token stop) {
+  if (src.size() <= max_write()) return Write(fid, offset, src, stop);
+  return Pipelined(
+      src.size(), max_write(), stop,
+      [&](CallState& c, size_t at, size_t len) -> Result<void> {
+        P9_RETURN_IF_ERROR(Register(c));
+        Send(EncodeFrame(c.tag, Twrite{fid, offset + at, src.subspan(at, len)}));
+        return Ok();
+      },
+      [&](CallState& c) -> Result<size_t> {
+        P9_RETURN_IF_ERROR(CheckReply(c, MsgType::kRwrite));
+        auto w = DecodeBody<Rwrite>(Bytes(c.body.data(), c.body.size()));
+        if (!w.has_value()) return Break(Errno(EIO));
+        return static_cast<size_t>(w->count);
+      });
 }
 
 Result<size_t> Client::Write(Fid fid, uint64_t offset, Bytes src, std::stop_token stop) {

@@ -77,15 +77,20 @@ class Client {
 
   // Tread into `dst` (at most max_read() bytes per call); returns the count.
   Result<size_t> Read(Fid fid, uint64_t offset, std::span<char> dst, std::stop_token stop = {});
-  // Reads dst.size() bytes at `offset` in Treads of max_read(), up to kReadDepth of them in
-  // flight at once, so a read larger than one message costs about one round trip, not one
+  // Reads dst.size() bytes at `offset` in Treads of max_read(), up to kPipelineDepth of them
+  // in flight at once, so a read larger than one message costs about one round trip, not one
   // per message. Returns the count: fewer than asked only at the end of the file or when a
   // Tread after the first failed (the first one's error is returned). Regular files only:
   // the Treads name distinct offsets and the server may serve them in any order, which a
   // FIFO or socket would mix up. Bytes of dst past the count may have been written.
   Result<size_t> ReadFull(Fid fid, uint64_t offset, std::span<char> dst,
                           std::stop_token stop = {});
-  static constexpr size_t kReadDepth = 4;
+  // Writes all of `src` at `offset` the same way, in Twrites of max_write(). Returns the
+  // count: fewer only when a Twrite came back short or one after the first failed (the
+  // first one's error is returned); bytes past the count may have been written too. Regular
+  // files not opened O_APPEND only (an append lands wherever the server serves it).
+  Result<size_t> WriteFull(Fid fid, uint64_t offset, Bytes src, std::stop_token stop = {});
+  static constexpr size_t kPipelineDepth = 4;
   // Twrite of `src` (at most max_write() bytes per call); returns the count.
   Result<size_t> Write(Fid fid, uint64_t offset, Bytes src, std::stop_token stop = {});
   // Treaddir, decoded.
@@ -186,6 +191,13 @@ class Client {
   Result<void> StartRead(CallState& c, Fid fid, uint64_t offset);
   // The count of c's finished Tread, or its error (Rlerror's errno).
   Result<size_t> ReadResult(CallState& c);
+  // ReadFull and WriteFull: `size` bytes in pieces of `piece`, up to kPipelineDepth in
+  // flight. start(c, at, len) registers and sends piece [at, at + len) as c's request;
+  // result(c) is the count of its reply. Returns the bytes of the leading full pieces (and
+  // of the first short one), or the first piece's error.
+  template <typename Start, typename Result_>
+  Result<size_t> Pipelined(size_t size, size_t piece, std::stop_token stop, Start start,
+                           Result_ result);
   // Rlerror -> its errno; a type other than `want` -> EIO (connection broken).
   Result<void> CheckReply(const CallState& c, MsgType want);
 

@@ -134,6 +134,10 @@ Result<size_t> ClientFile::WriteAt(Bytes src, uint64_t offset) const {
   return client_->Write(fid_, offset, src);
 }
 
+Result<size_t> ClientFile::WriteFullAt(Bytes src, uint64_t offset) const {
+  return client_->WriteFull(fid_, offset, src);
+}
+
 Result<std::string> ClientFile::ReadAll() const {
   std::string out;
   size_t chunk = client_->max_read();

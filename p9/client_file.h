@@ -53,6 +53,8 @@ class ClientFile {
   // All of dst, or up to the end of the file: Client::ReadFull (regular files only).
   Result<size_t> ReadFullAt(std::span<char> dst, uint64_t offset) const;
   Result<size_t> WriteAt(Bytes src, uint64_t offset) const;
+  // All of src: Client::WriteFull (regular files not opened O_APPEND only).
+  Result<size_t> WriteFullAt(Bytes src, uint64_t offset) const;
   // Whole file from offset 0 to EOF.
   Result<std::string> ReadAll() const;
   // Writes all of `data` at `offset`, looping over short writes.

@@ -5,6 +5,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
+#include <string>
+#include <mutex>
+#include <functional>
+#include <cstring>
 #include <future>
 #include <thread>
 
@@ -504,14 +509,13 @@ TEST(ClientScriptedTest, RreadLandsInTheCallersBuffer) {
   (*c)->Shutdown();
 }
 
-// A peer serving Treads of a virtual file of `size` bytes (byte at o: o * 7 % 251) whose
-// reads at or past `fail_at` are Rlerror EIO. It gathers the Treads that arrive together
-// (within 300 ms of the first) and answers them in reverse order, recording the largest
-// such batch: with one Tread at a time it is 1.
-struct ReadPeer {
-  static char ByteAt(uint64_t o) { return static_cast<char>(o * 7 % 251); }
-  ReadPeer(uint64_t size, uint64_t fail_at, uint32_t msize)
-      : peer([this, size, fail_at](int fd, FrameReader& r) {
+// A peer that gathers the requests arriving together (within 300 ms of the first), answers
+// them in reverse order with `answer(fd, request)`, and records the largest such batch: 1
+// when a client sends one request at a time.
+struct BatchingPeer {
+  using Answer = std::function<void(int fd, const InFrame& request)>;
+  BatchingPeer(Answer answer, uint32_t msize)
+      : peer([this, answer](int fd, FrameReader& r) {
           for (;;) {
             std::vector<InFrame> batch;
             auto f = r.Read();
@@ -524,22 +528,32 @@ struct ReadPeer {
               batch.push_back(std::move(*more));
             }
             max_batch = std::max<size_t>(max_batch, batch.size());
-            for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-              auto t = DecodeBody<Tread>(it->body_view());
+            for (auto it = batch.rbegin(); it != batch.rend(); ++it) answer(fd, *it);
+          }
+        }, msize) {}
+  std::atomic<size_t> max_batch{0};
+  ScriptedPeer peer;
+};
+
+// Treads of a virtual file of `size` bytes (byte at o: o * 7 % 251); reads at or past
+// `fail_at` are Rlerror EIO.
+struct ReadPeer : BatchingPeer {
+  static char ByteAt(uint64_t o) { return static_cast<char>(o * 7 % 251); }
+  ReadPeer(uint64_t size, uint64_t fail_at, uint32_t msize)
+      : BatchingPeer(
+            [size, fail_at](int fd, const InFrame& f) {
+              auto t = DecodeBody<Tread>(f.body_view());
               if (!t.has_value() || t->offset >= fail_at) {
-                (void)SendFrame(fd, EncodeFrame(it->header.tag, Rlerror{EIO}));
-                continue;
+                (void)SendFrame(fd, EncodeFrame(f.header.tag, Rlerror{EIO}));
+                return;
               }
               std::string data;
               for (uint64_t o = t->offset; o < std::min(size, t->offset + t->count); ++o) {
                 data.push_back(ByteAt(o));
               }
-              (void)SendFrame(fd, EncodeFrame(it->header.tag, Rread{Bytes(data.data(), data.size())}));
-            }
-          }
-        }, msize) {}
-  std::atomic<size_t> max_batch{0};
-  ScriptedPeer peer;
+              (void)SendFrame(fd, EncodeFrame(f.header.tag, Rread{Bytes(data.data(), data.size())}));
+            },
+            msize) {}
 };
 
 // ReadFull: several Treads in flight, answered in any order, assembled in order; short only
@@ -564,7 +578,7 @@ TEST(ClientScriptedTest, ReadFullKeepsSeveralTreadsInFlight) {
     ASSERT_TRUE(n.has_value()) << n.error();
     EXPECT_EQ(*n, buf.size());
     expect_bytes(buf, 5, buf.size());
-    EXPECT_EQ(rp.max_batch.load(), Client::kReadDepth);
+    EXPECT_EQ(rp.max_batch.load(), Client::kPipelineDepth);
     // Past the end of the file: short, and what there is.
     n = (*c)->ReadFull(1, 1000000 - 3 * chunk - 7, buf);
     ASSERT_TRUE(n.has_value());
@@ -590,6 +604,78 @@ TEST(ClientScriptedTest, ReadFullKeepsSeveralTreadsInFlight) {
     n = (*c)->ReadFull(1, 100, std::span<char>(buf.data(), chunk + 1));
     ASSERT_TRUE(n.has_value());
     EXPECT_EQ(*n, chunk + 1);
+    (*c)->Shutdown();
+  }
+}
+
+// Twrites into a file the peer keeps: a write at `fail_at` is Rlerror EIO, one at `short_at`
+// is written and acknowledged one byte short. The file is made before the peer's thread.
+struct WritePeer {
+  struct Store {
+    std::mutex mu;
+    std::string file;  // Guarded by mu.
+  };
+  WritePeer(uint64_t fail_at, uint64_t short_at, uint32_t msize)
+      : batching(
+            [store = store, fail_at, short_at](int fd, const InFrame& f) {
+              auto t = DecodeBody<Twrite>(f.body_view());
+              if (!t.has_value() || t->offset == fail_at) {
+                (void)SendFrame(fd, EncodeFrame(f.header.tag, Rlerror{EIO}));
+                return;
+              }
+              size_t n = t->data.size() - (t->offset == short_at ? 1 : 0);
+              {
+                std::lock_guard l(store->mu);
+                std::string& file = store->file;
+                if (file.size() < t->offset + n) file.resize(t->offset + n, '\0');
+                std::memcpy(file.data() + t->offset, t->data.data(), n);
+              }
+              (void)SendFrame(fd, EncodeFrame(f.header.tag, Rwrite{static_cast<uint32_t>(n)}));
+            },
+            msize) {}
+  std::string File() {
+    std::lock_guard l(store->mu);
+    return store->file;
+  }
+  std::shared_ptr<Store> store = std::make_shared<Store>();  // Before batching: see above.
+  BatchingPeer batching;
+};
+
+// WriteFull: several Twrites in flight, each landing at its own offset; the count stops at
+// the first short or failed piece, and the first piece's error is the call's.
+TEST(ClientScriptedTest, WriteFullKeepsSeveralTwritesInFlight) {
+  constexpr uint32_t kMsize = 16384;
+  const size_t chunk = kMsize - kIoHeaderSize;
+  std::string data(10 * chunk + 321, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 % 251);
+  {
+    WritePeer wp(UINT64_MAX, UINT64_MAX, kMsize);
+    auto c = Client::Create(wp.batching.peer.TakeClientFd(), kMsize);
+    ASSERT_TRUE(c.has_value());
+    auto n = (*c)->WriteFull(1, 7, Bytes(data.data(), data.size()));
+    ASSERT_TRUE(n.has_value()) << n.error();
+    EXPECT_EQ(*n, data.size());
+    EXPECT_EQ(wp.batching.max_batch.load(), Client::kPipelineDepth);
+    EXPECT_TRUE(wp.File() == std::string(7, '\0') + data);
+    (*c)->Shutdown();
+  }
+  {
+    WritePeer wp(/*fail_at=*/3 * chunk, /*short_at=*/UINT64_MAX, kMsize);
+    auto c = Client::Create(wp.batching.peer.TakeClientFd(), kMsize);
+    ASSERT_TRUE(c.has_value());
+    auto n = (*c)->WriteFull(1, 0, Bytes(data.data(), data.size()));
+    ASSERT_TRUE(n.has_value()) << n.error();
+    EXPECT_EQ(*n, 3 * chunk);
+    EXPECT_EQ(Err((*c)->WriteFull(1, 3 * chunk, Bytes(data.data(), 2 * chunk))), Errno(EIO));
+    (*c)->Shutdown();
+  }
+  {
+    WritePeer wp(UINT64_MAX, /*short_at=*/chunk, kMsize);
+    auto c = Client::Create(wp.batching.peer.TakeClientFd(), kMsize);
+    ASSERT_TRUE(c.has_value());
+    auto n = (*c)->WriteFull(1, 0, Bytes(data.data(), data.size()));
+    ASSERT_TRUE(n.has_value()) << n.error();
+    EXPECT_EQ(*n, 2 * chunk - 1);
     (*c)->Shutdown();
   }
 }

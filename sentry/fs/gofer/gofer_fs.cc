@@ -68,7 +68,8 @@ class GoferInode;
 // inode's page cache (shared by its opens) and this file's handle is the backend.
 class GoferFile : public OpenFile {
  public:
-  // regular: a regular file, read with several Treads in flight (Client::ReadFull).
+  // regular: a regular file, read and written with several requests in flight
+  // (Client::ReadFull, WriteFull).
   GoferFile(std::shared_ptr<GoferInode> inode, std::shared_ptr<GoferFs::Shared> shared,
             ClientFile fid, std::shared_ptr<PageCache> cache, int flags, bool regular)
       : inode_(std::move(inode)),
@@ -882,6 +883,10 @@ Result<void> GoferFile::DirectWrite(std::span<const char> src, uint64_t offset) 
         return p9::LastErrno();
       }
       n = static_cast<size_t>(r);
+    } else if (regular_ && !(flags_ & O_APPEND)) {
+      // Several Twrites in flight (Client::WriteFull): about one round trip in all.
+      P9_ASSIGN_OR_RETURN(n, fid_.WriteFullAt(p9::Bytes(src.data() + done, src.size() - done),
+                                              offset + done));
     } else {
       P9_ASSIGN_OR_RETURN(n, fid_.WriteAt(p9::Bytes(src.data() + done, src.size() - done),
                                           offset + done));
