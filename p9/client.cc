@@ -126,7 +126,7 @@ void Client::BreakLocked(Errno e) {
 
 void Client::HandOffReadingLocked() {
   if (reading_ || broken_.value() != 0) return;
-  // A caller asleep in Wait: not a call of ReadFull's that its thread has yet to wait for
+  // A caller asleep in Wait: not a call of Pipelined's that its thread has yet to wait for
   // (that thread leads when it gets to it), which would leave the sleepers unwoken.
   for (auto& [tag, p] : pending_) {
     if (!p.is_flush && !p.call->detached && p.call->waiting) {
@@ -559,10 +559,8 @@ Result<size_t> Client::WriteFull(Fid fid, uint64_t offset, Bytes src, std::stop_
         return Ok();
       },
       [&](CallState& c) -> Result<size_t> {
-        P9_RETURN_IF_ERROR(CheckReply(c, MsgType::kRwrite));
-        auto w = DecodeBody<Rwrite>(Bytes(c.body.data(), c.body.size()));
-        if (!w.has_value()) return Break(Errno(EIO));
-        return static_cast<size_t>(w->count);
+        P9_ASSIGN_OR_RETURN(Rwrite w, DecodeReply<Rwrite>(c));
+        return static_cast<size_t>(w.count);
       });
 }
 
@@ -578,10 +576,8 @@ auto Client::CallListing(const Req& req, Decode decode, std::stop_token stop)
     -> decltype(decode(std::declval<const Rep&>())) {
   CallState c;
   P9_RETURN_IF_ERROR(RoundTrip(c, [&](Tag tag) { return EncodeFrame(tag, req); }, stop));
-  P9_RETURN_IF_ERROR(CheckReply(c, Rep::kType));
-  auto r = DecodeBody<Rep>(Bytes(c.body.data(), c.body.size()));
-  if (!r.has_value()) return Break(Errno(EIO));
-  auto ents = decode(*r);
+  P9_ASSIGN_OR_RETURN(Rep r, DecodeReply<Rep>(c));
+  auto ents = decode(r);
   if (!ents.has_value()) return Break(Errno(EIO));
   return ents;
 }

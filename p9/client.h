@@ -68,9 +68,7 @@ class Client {
                   "Rread/Rreaddir alias the receive buffer: use Client::Read/Readdir");
     CallState c;
     P9_RETURN_IF_ERROR(RoundTrip(c, [&](Tag tag) { return EncodeFrame(tag, req); }, stop));
-    P9_RETURN_IF_ERROR(CheckReply(c, R::kType));
-    auto r = DecodeBody<R>(Bytes(c.body.data(), c.body.size()));
-    if (!r.has_value()) return Break(Errno(EIO));
+    P9_ASSIGN_OR_RETURN(R r, DecodeReply<R>(c));
     if (fds_out) *fds_out = std::move(c.fds);
     return r;
   }
@@ -200,6 +198,15 @@ class Client {
                            Result_ result);
   // Rlerror -> its errno; a type other than `want` -> EIO (connection broken).
   Result<void> CheckReply(const CallState& c, MsgType want);
+  // c's reply decoded as R: CheckReply, then a body that does not decode breaks the
+  // connection (EIO).
+  template <typename R>
+  Result<R> DecodeReply(const CallState& c) {
+    P9_RETURN_IF_ERROR(CheckReply(c, R::kType));
+    auto r = DecodeBody<R>(Bytes(c.body.data(), c.body.size()));
+    if (!r.has_value()) return Break(Errno(EIO));
+    return r;
+  }
 
   Result<Tag> AllocTag(bool wait);
   // REQUIRES: `l` holds mu_ (released while waiting for a free tag).
