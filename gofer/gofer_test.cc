@@ -224,6 +224,94 @@ TEST_P(GoferTest, BlockedFifoReadDoesNotStallTheConnection) {
   close(w);
 }
 
+// Two FIFO reads that wait for good, on a connection of two threads: the first keeps one
+// thread, the second waits for it (queued, LeaderFollower) instead of being served by the
+// thread that reads the socket, so other requests still get answers; the second starts once
+// the first is done.
+TEST_P(GoferTest, AtTheThreadLimitABlockedReadWaitsAndOthersAreServed) {
+  ASSERT_EQ(mkfifo((root_dir_ / "fifo2").c_str(), 0644), 0);
+  ClientFile a = Walk("fifo"), b = Walk("fifo2");
+  ASSERT_TRUE(a.Open(of::kRdOnly).has_value());
+  ASSERT_TRUE(b.Open(of::kRdOnly).has_value());
+  int wa = open((root_dir_ / "fifo").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  int wb = open((root_dir_ / "fifo2").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(wa, 0);
+  ASSERT_GE(wb, 0);
+  auto read_of = [](ClientFile& f) {
+    return std::async(std::launch::async, [&f] {
+      char buf[16];
+      auto n = f.ReadAt(buf, 0);
+      return n.has_value() ? std::string(buf, *n) : std::string("error");
+    });
+  };
+  auto ra = read_of(a);
+  EXPECT_EQ(ra.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  auto rb = read_of(b);
+  EXPECT_EQ(rb.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  auto stat = std::async(std::launch::async, [&] { return Walk("file").GetAttr(); });
+  bool answered = stat.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  EXPECT_TRUE(answered) << "the connection stalled behind a blocked read";
+  if (!answered) {  // Unblock everything so that the test ends.
+    (void)!write(wa, "x", 1);
+    (void)!write(wb, "x", 1);
+  }
+  auto attr = stat.get();
+  ASSERT_TRUE(attr.has_value()) << attr.error();
+  EXPECT_EQ(attr->size, 11u);
+  ASSERT_EQ(write(wb, "bee", 3), 3);
+  EXPECT_EQ(rb.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout)
+      << "the second read ran beyond the thread limit";
+  ASSERT_EQ(write(wa, "ay", 2), 2);
+  EXPECT_EQ(ra.get(), "ay");
+  EXPECT_EQ(rb.get(), "bee");
+  close(wa);
+  close(wb);
+}
+
+// A Tflush of a request still queued for a thread is answered at once, and the request is
+// never served: the FIFO keeps the bytes it would have read.
+TEST_P(GoferTest, AFlushedQueuedReadIsNeverServed) {
+  ASSERT_EQ(mkfifo((root_dir_ / "fifo2").c_str(), 0644), 0);
+  ClientFile a = Walk("fifo"), b = Walk("fifo2");
+  ASSERT_TRUE(a.Open(of::kRdOnly).has_value());
+  ASSERT_TRUE(b.Open(of::kRdOnly).has_value());
+  int wa = open((root_dir_ / "fifo").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  int rb_host = open((root_dir_ / "fifo2").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int wb = open((root_dir_ / "fifo2").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(wa, 0);
+  ASSERT_GE(rb_host, 0);
+  ASSERT_GE(wb, 0);
+  auto ra = std::async(std::launch::async, [&] {
+    char buf[16];
+    auto n = a.ReadAt(buf, 0);
+    return n.has_value() ? std::string(buf, *n) : std::string("error");
+  });
+  EXPECT_EQ(ra.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  std::stop_source stop;
+  auto rb = std::async(std::launch::async, [&] {
+    char buf[16];
+    return client_->Read(b.fid(), 0, buf, stop.get_token());
+  });
+  EXPECT_EQ(rb.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  stop.request_stop();
+  bool flushed = rb.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  EXPECT_TRUE(flushed) << "the Tflush waited for the blocked read ahead of it";
+  ASSERT_EQ(write(wb, "bee", 3), 3);
+  ASSERT_EQ(write(wa, "ay", 2), 2);
+  EXPECT_EQ(ra.get(), "ay");
+  auto n = rb.get();
+  ASSERT_FALSE(n.has_value()) << "served: " << *n;
+  EXPECT_EQ(n.error(), Errno(ECANCELED));
+  // The busy thread is free again, and found nothing left to serve.
+  auto attr = Walk("file").GetAttr();
+  ASSERT_TRUE(attr.has_value()) << attr.error();
+  char got[8];
+  EXPECT_EQ(read(rb_host, got, sizeof(got)), 3);
+  close(wa);
+  close(wb);
+  close(rb_host);
+}
+
 TEST_P(GoferTest, ReadsRegularFilesAndDirectories) {
   ClientFile f = Walk("file");
   ASSERT_TRUE(f.Open(of::kRdOnly).has_value());

@@ -24,26 +24,46 @@ bool LeaderFollower::AwaitLead() {
   return true;
 }
 
-bool LeaderFollower::PassLead(const StartThread& start) {
+LeaderFollower::Handoff LeaderFollower::PassLead(const StartThread& start,
+                                                 const Defer& defer) {
   std::lock_guard l(mu_);
-  if (closed_) return false;
+  if (closed_) return Handoff::kKept;
   if (threads_ - 1 - busy_ == 0) {
-    if (threads_ >= max_threads_ || !SpawnLocked(start)) return false;
+    if (threads_ >= max_threads_ || !SpawnLocked(start)) {
+      // Every other thread is busy: one of them takes the request when it finishes (Done
+      // pops under this lock, so it cannot have just looked and left).
+      if (busy_ == 0 || !defer) return Handoff::kKept;
+      queued_.push_back(defer());
+      return Handoff::kQueued;
+    }
   }
   leader_taken_ = false;
   ++busy_;
   cv_.notify_one();
-  return true;
+  return Handoff::kPassed;
 }
 
 void LeaderFollower::Done() {
-  std::lock_guard l(mu_);
-  --busy_;
+  for (;;) {
+    Task next;
+    {
+      std::lock_guard l(mu_);
+      if (closed_ || queued_.empty()) {
+        --busy_;
+        return;
+      }
+      next = std::move(queued_.front());
+      queued_.pop_front();
+    }
+    next();
+  }
 }
 
 void LeaderFollower::Close() {
+  std::deque<Task> dropped;  // Destroyed unlocked: a task's captures are the owner's.
   std::lock_guard l(mu_);
   closed_ = true;
+  dropped.swap(queued_);
   cv_.notify_all();
 }
 

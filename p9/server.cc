@@ -101,12 +101,13 @@ thread_local Connection* tls_batching = nullptr;
 // may keep its thread long (Tfsync, a large Tread, a read of a FIFO...; see MayBlock) makes
 // the leader pass the reader role to an available follower (or a new thread, up to
 // ServerOptions::threads; see LeaderFollower) before serving it, so a slow request never
-// stops the connection's other requests. While more complete frames are already buffered,
+// stops the connection's other requests. At the limit, with every other thread busy, it
+// queues the request for the first of them to finish (Defer) and reads on. While more complete frames are already buffered,
 // inline replies are queued and leave together in one sendmsg once the buffer is drained
 // (see Send).
 //
-// Lock order: lf_'s lock before state_->mu (StartThread runs under it); send_mu_, then mu_,
-// then ServerFid::mu.
+// Lock order: lf_'s lock before state_->mu (StartThread runs under it) and before mu_ (Defer
+// does); send_mu_, then mu_, then ServerFid::mu.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ServerState> state, UniqueFd fd, Attacher& attacher)
@@ -143,6 +144,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   struct Inflight {
     std::vector<Tag> flushers;  // Tflush tags to answer once this request's reply is sent.
+    uint64_t queued = 0;  // Nonzero while the request waits for a thread: its Defer serial.
   };
 
   // Starts a thread for this connection (lf_'s StartThread). The thread holds a reference to
@@ -201,14 +203,41 @@ class Connection : public std::enable_shared_from_this<Connection> {
         HandleFlush(frame);  // Cheap and order-sensitive: always by the leader.
         continue;
       }
-      if (MayBlock(frame) && lf_.PassLead([this] { return StartThread(); })) {
-        FlushOut();
-        Handle(frame);
-        lf_.Done();
-        return;
+      if (MayBlock(frame)) {
+        auto how = lf_.PassLead([this] { return StartThread(); },
+                                [&] { return Defer(std::move(frame)); });
+        if (how == LeaderFollower::Handoff::kPassed) {
+          FlushOut();
+          Handle(frame);
+          lf_.Done();
+          return;
+        }
+        if (how == LeaderFollower::Handoff::kQueued) continue;
       }
       InlineBatched([&] { Handle(frame); });
     }
+  }
+
+  // A request that may block, met while every other thread is busy at the limit: it waits
+  // in lf_ for the first of them to finish, and the leader reads on. Until it starts, a
+  // Tflush cancels it (HandleFlush). Called under lf_'s lock (PassLead).
+  LeaderFollower::Task Defer(InFrame frame) {
+    uint64_t serial;
+    {
+      std::lock_guard l(mu_);
+      serial = ++serial_;
+      inflight_[frame.header.tag].queued = serial;
+    }
+    return [this, serial, f = std::make_shared<InFrame>(std::move(frame))] {
+      {
+        std::lock_guard l(mu_);
+        auto it = inflight_.find(f->header.tag);
+        // Gone or another request's: flushed while it waited (and the tag maybe reused).
+        if (it == inflight_.end() || it->second.queued != serial) return;
+        it->second.queued = 0;
+      }
+      Handle(*f);
+    };
   }
 
   // Runs `serve` on the leader; the replies it sends are queued (see Send) while more
@@ -433,8 +462,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       std::lock_guard l(mu_);
       auto it = inflight_.find(req->oldtag);
       if (it != inflight_.end() && req->oldtag != tag) {
-        it->second.flushers.push_back(tag);  // Answered right after oldtag's reply.
-        return;
+        if (it->second.queued == 0) {
+          it->second.flushers.push_back(tag);  // Answered right after oldtag's reply.
+          return;
+        }
+        // Not started (Defer): it never will be, and only the Rflush is sent.
+        inflight_.erase(it);
+        room_cv_.notify_all();
       }
     }
     // oldtag was answered (its reply may still be queued; ours queues behind it) or unknown.
@@ -953,6 +987,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::condition_variable room_cv_;  // Signalled when inflight_ shrinks below the limit.
   std::unordered_map<Fid, std::shared_ptr<ServerFid>> fids_;  // Guarded by mu_.
   std::unordered_map<Tag, Inflight> inflight_;                // Guarded by mu_.
+  uint64_t serial_ = 0;                                        // Guarded by mu_. Defer's.
   bool closed_ = false;       // Guarded by mu_.
   bool fd_donation_ = false;  // Guarded by mu_.
 

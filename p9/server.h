@@ -17,11 +17,13 @@
 //    "unknown"). A new Tversion resets the session. Dialect messages in a plain session: ENOSYS.
 //  * A tag reused while in flight, or a frame with a bad header, is a protocol violation: the
 //    connection is closed. A malformed body gets Rlerror(EINVAL); an unknown type Rlerror(ENOSYS).
-//  * Tflush(oldtag) is answered after oldtag's reply has been sent (or at once if it has none).
+//  * Tflush(oldtag) is answered after oldtag's reply has been sent (or at once if it has none,
+//    or if oldtag had not started: it was queued for a thread, and is dropped unserved).
 //  * Names are validated (EINVAL for "", ".", "..", '/', NUL; ENAMETOOLONG beyond 255).
 //  * Limits per connection: fids (EMFILE beyond max_fids), requests in flight (the server
 //    stops reading the socket until one completes: backpressure, not an error) and threads
-//    (at the limit, a request that may block is served by the reading thread itself).
+//    (at the limit, a request that may block waits for the first busy thread to finish, while
+//    the reading thread serves the others).
 //  * A connection that dies releases every fid (and so every backend File) once its in-flight
 //    requests have returned.
 #ifndef P9_SERVER_H_

@@ -60,7 +60,8 @@ void SessionLoop::Lead(fuse_buf& buf) {
       init = h.opcode == FUSE_INIT;
       if (h.opcode < kCounted) received_[h.opcode].fetch_add(1, std::memory_order_relaxed);
     }
-    if (block && lf_.PassLead([this] { return StartWorker(); })) {
+    if (block && lf_.PassLead([this] { return StartWorker(); }) ==
+                     p9::LeaderFollower::Handoff::kPassed) {
       fuse_session_process_buf(se_, &req);
       lf_.Done();
       return;
