@@ -32,7 +32,7 @@ class GoferFs : public vfs::Filesystem {
   CachePolicy cache() const;
   bool fd_donation() const;
 
-  struct Shared;  // The client and policy, shared by every inode (gofer_fs.cc).
+  struct Shared;  // The client and policy, shared by every inode (gofer_shared.h).
 
  private:
   std::shared_ptr<Shared> shared_;
