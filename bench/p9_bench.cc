@@ -587,6 +587,10 @@ int main(int argc, char** argv) {
     if (kind == "ours") {
       sizes(benchmark::RegisterBenchmark("9p/ours/donated_read", BM_DonatedRead, kind), true);
     }
+    // Reads as the sandbox does them by default: our client (and gofer) poll before sleeping.
+    sizes(benchmark::RegisterBenchmark(("9p/" + kind + "-spin/read").c_str(), BM_Read,
+                                       kind + "-spin"),
+          true);
   }
   // Latency and concurrency, each server also with polling before sleeping ("-spin": our
   // client, and for ours the gofer too).

@@ -16,7 +16,7 @@ bin=$(bazel info -c opt bazel-bin 2>/dev/null)
 out=$(mktemp -d /tmp/p9fs-targets.XXXXXX)
 M=1048576
 filter="^(floor/socketpair_bulk/($M|$((4 * M)))|floor/socketpair_rtt64(_process)?/|"
-filter+="9p/(ours|diod)/read(_pipelined)?/($((64 * 1024))|$M|$((4 * M)))/|"
+filter+="9p/(ours|diod)(-spin)?/read(_pipelined)?/($((64 * 1024))|$M|$((4 * M)))/|"
 filter+="9p/ours/donated_read/[0-9]+/$M/|9p/ours(-spin)?/getattr_pinned/|"
 filter+="9p/(ours|diod)(-spin)?/concurrent_getattr/)"
 for r in $(seq "$rounds"); do
