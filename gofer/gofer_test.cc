@@ -127,6 +127,25 @@ class GoferTest : public ::testing::TestWithParam<bool> {
     EXPECT_TRUE(f.has_value()) << path << ": " << f.error();
     return f.has_value() ? std::move(*f) : ClientFile();
   }
+  // FIFO `name` of the tree (made unless it exists) opened for reading, and in *writer a
+  // host writer (non-blocking) that keeps it open, so that a read waits instead of seeing
+  // EOF. The caller closes *writer.
+  ClientFile OpenFifo(const std::string& name, int* writer) {
+    if (!fs::exists(root_dir_ / name)) EXPECT_EQ(mkfifo((root_dir_ / name).c_str(), 0644), 0);
+    ClientFile f = Walk(name);
+    EXPECT_TRUE(f.Open(of::kRdOnly).has_value()) << name;
+    *writer = open((root_dir_ / name).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    EXPECT_GE(*writer, 0) << name;
+    return f;
+  }
+  // A read of up to 16 bytes of `f` on another thread: what it read, or "error".
+  static std::future<std::string> ReadLater(const ClientFile& f) {
+    return std::async(std::launch::async, [&f] {
+      char buf[16];
+      auto n = f.ReadAt(buf, 0);
+      return n.has_value() ? std::string(buf, *n) : std::string("error");
+    });
+  }
   // Raw Twalk: the number of names the server walked (or the error).
   p9::Result<size_t> RawWalk(const std::vector<std::string>& names) {
     p9::Fid nf = client_->NewFid();
@@ -203,16 +222,9 @@ TEST_P(GoferTest, EveryFileTypeWalksStatsAndOpensAsTheHostSays) {
 // A read of a FIFO waits for a writer's data; the connection keeps serving other requests
 // meanwhile (the server hands such reads to another thread: HostFile::MayBlock).
 TEST_P(GoferTest, BlockedFifoReadDoesNotStallTheConnection) {
-  ClientFile f = Walk("fifo");
-  ASSERT_TRUE(f.Open(of::kRdOnly).has_value());
-  // A host-side writer that keeps the FIFO open, so the read waits instead of seeing EOF.
-  int w = open((root_dir_ / "fifo").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-  ASSERT_GE(w, 0);
-  auto pending = std::async(std::launch::async, [&] {
-    char buf[16];
-    auto n = f.ReadAt(buf, 0);
-    return n.has_value() ? std::string(buf, *n) : std::string("error");
-  });
+  int w;
+  ClientFile f = OpenFifo("fifo", &w);
+  auto pending = ReadLater(f);
   EXPECT_EQ(pending.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
   for (int i = 0; i < 20; ++i) {
     auto a = Walk("file").GetAttr();
@@ -229,24 +241,11 @@ TEST_P(GoferTest, BlockedFifoReadDoesNotStallTheConnection) {
 // thread that reads the socket, so other requests still get answers; the second starts once
 // the first is done.
 TEST_P(GoferTest, AtTheThreadLimitABlockedReadWaitsAndOthersAreServed) {
-  ASSERT_EQ(mkfifo((root_dir_ / "fifo2").c_str(), 0644), 0);
-  ClientFile a = Walk("fifo"), b = Walk("fifo2");
-  ASSERT_TRUE(a.Open(of::kRdOnly).has_value());
-  ASSERT_TRUE(b.Open(of::kRdOnly).has_value());
-  int wa = open((root_dir_ / "fifo").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-  int wb = open((root_dir_ / "fifo2").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-  ASSERT_GE(wa, 0);
-  ASSERT_GE(wb, 0);
-  auto read_of = [](ClientFile& f) {
-    return std::async(std::launch::async, [&f] {
-      char buf[16];
-      auto n = f.ReadAt(buf, 0);
-      return n.has_value() ? std::string(buf, *n) : std::string("error");
-    });
-  };
-  auto ra = read_of(a);
+  int wa, wb;
+  ClientFile a = OpenFifo("fifo", &wa), b = OpenFifo("fifo2", &wb);
+  auto ra = ReadLater(a);
   EXPECT_EQ(ra.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
-  auto rb = read_of(b);
+  auto rb = ReadLater(b);
   EXPECT_EQ(rb.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
   auto stat = std::async(std::launch::async, [&] { return Walk("file").GetAttr(); });
   bool answered = stat.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
@@ -271,21 +270,12 @@ TEST_P(GoferTest, AtTheThreadLimitABlockedReadWaitsAndOthersAreServed) {
 // A Tflush of a request still queued for a thread is answered at once, and the request is
 // never served: the FIFO keeps the bytes it would have read.
 TEST_P(GoferTest, AFlushedQueuedReadIsNeverServed) {
-  ASSERT_EQ(mkfifo((root_dir_ / "fifo2").c_str(), 0644), 0);
-  ClientFile a = Walk("fifo"), b = Walk("fifo2");
-  ASSERT_TRUE(a.Open(of::kRdOnly).has_value());
-  ASSERT_TRUE(b.Open(of::kRdOnly).has_value());
-  int wa = open((root_dir_ / "fifo").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  int wa, wb;
+  ClientFile a = OpenFifo("fifo", &wa), b = OpenFifo("fifo2", &wb);
+  // Sees what the gofer leaves in the FIFO.
   int rb_host = open((root_dir_ / "fifo2").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  int wb = open((root_dir_ / "fifo2").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-  ASSERT_GE(wa, 0);
   ASSERT_GE(rb_host, 0);
-  ASSERT_GE(wb, 0);
-  auto ra = std::async(std::launch::async, [&] {
-    char buf[16];
-    auto n = a.ReadAt(buf, 0);
-    return n.has_value() ? std::string(buf, *n) : std::string("error");
-  });
+  auto ra = ReadLater(a);
   EXPECT_EQ(ra.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
   std::stop_source stop;
   auto rb = std::async(std::launch::async, [&] {
