@@ -98,11 +98,12 @@ thread_local Connection* tls_batching = nullptr;
 // anything but the host's metadata (Tgetattr, Twalk, Tclunk, Treaddir, ...) itself, inline, and
 // sends their replies; a lone request thus costs one recvmsg and one sendmsg on one thread, with
 // no wake-up of any other (DESIGN.md: a cross-CPU wake-up costs ~70 us here). A request that
-// may keep its thread long (Tfsync, a large Tread, a read of a FIFO...; see MayBlock) makes
+// may keep its thread long (Tfsync, a large Tread, a read of a FIFO...; see HowLong) makes
 // the leader pass the reader role to an available follower (or a new thread, up to
 // ServerOptions::threads; see LeaderFollower) before serving it, so a slow request never
 // stops the connection's other requests. At the limit, with every other thread busy, it
-// queues the request for the first of them to finish (Defer) and reads on. While more complete frames are already buffered,
+// serves a finite one itself, and queues one that may wait for good (a FIFO read) for the
+// first of them to finish (Defer), reading on. While more complete frames are already buffered,
 // inline replies are queued and leave together in one sendmsg once the buffer is drained
 // (see Send).
 //
@@ -203,9 +204,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         HandleFlush(frame);  // Cheap and order-sensitive: always by the leader.
         continue;
       }
-      if (MayBlock(frame)) {
-        auto how = lf_.PassLead([this] { return StartThread(); },
-                                [&] { return Defer(std::move(frame)); });
+      if (Wait w = HowLong(frame); w != Wait::kBrief) {
+        LeaderFollower::Defer defer;
+        if (w == Wait::kUnbound) defer = [&] { return Defer(std::move(frame)); };
+        auto how = lf_.PassLead([this] { return StartThread(); }, defer);
         if (how == LeaderFollower::Handoff::kPassed) {
           FlushOut();
           Handle(frame);
@@ -218,9 +220,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
-  // A request that may block, met while every other thread is busy at the limit: it waits
-  // in lf_ for the first of them to finish, and the leader reads on. Until it starts, a
-  // Tflush cancels it (HandleFlush). Called under lf_'s lock (PassLead).
+  // A request that may wait for good (Wait::kUnbound), met while every other thread is busy
+  // at the limit: it waits in lf_ for the first of them to finish, and the leader reads on.
+  // Until it starts, a Tflush cancels it (HandleFlush) and a Tversion aborts it. Called
+  // under lf_'s lock (PassLead).
   LeaderFollower::Task Defer(InFrame frame) {
     uint64_t serial;
     {
@@ -250,32 +253,42 @@ class Connection : public std::enable_shared_from_this<Connection> {
     tls_batching = was;
   }
 
-  // Requests that may keep the thread serving them for long: fsync, locks, truncation,
-  // attach; bulk I/O (its copy runs while the next request is read); and opens and I/O of
-  // files whose backend says they may block (a FIFO, a device; File::MayBlock). Everything
-  // else is host metadata work of a few microseconds, not worth a thread hand-off.
-  bool MayBlock(const InFrame& f) {
+  // How long serving a request may keep its thread.
+  enum class Wait {
+    kBrief,    // Host metadata work of a few microseconds: served by the leader.
+    kLong,     // Finite but long: fsync, locks, truncation, attach, bulk I/O of a file that
+               // does not block (its copy runs while the next request is read). Handed to
+               // another thread if one is to be had, else served by the leader.
+    kUnbound,  // Opens and I/O of files whose backend says they may block (a FIFO, a
+               // device; File::MayBlock): they may wait for good. At the thread limit they
+               // wait for a busy thread (Defer) rather than stop the leader.
+  };
+  Wait HowLong(const InFrame& f) {
     const Bytes b = f.body_view();
     auto u32 = [&](size_t off) -> uint32_t {
       return off + 4 <= b.size() ? LoadU32(b.data() + off) : 0;
+    };
+    auto io = [&](size_t size) {
+      if (FileMayBlock(u32(0))) return Wait::kUnbound;
+      return size > kInlineIoMax ? Wait::kLong : Wait::kBrief;
     };
     switch (static_cast<MsgType>(f.header.type)) {
       case MsgType::kTfsync:
       case MsgType::kTlock:
       case MsgType::kTgetlock:
       case MsgType::kTattach:
-        return true;
+        return Wait::kLong;
       case MsgType::kTsetattr:  // fid[4] valid[4] ...
-        return (u32(4) & setattr::kSize) != 0;
+        return (u32(4) & setattr::kSize) != 0 ? Wait::kLong : Wait::kBrief;
       case MsgType::kTread:  // fid[4] offset[8] count[4]
-        return u32(12) > kInlineIoMax || FileMayBlock(u32(0));
+        return io(u32(12));
       case MsgType::kTwrite:  // fid[4] offset[8] count[4] data
-        return b.size() > kInlineIoMax || FileMayBlock(u32(0));
+        return io(b.size());
       case MsgType::kTlopen:
       case MsgType::kTlcreate:
-        return FileMayBlock(u32(0));
+        return FileMayBlock(u32(0)) ? Wait::kUnbound : Wait::kBrief;
       default:
-        return false;
+        return Wait::kBrief;
     }
   }
 
@@ -496,10 +509,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       version = kVersion9P2000L;
     }
     {
-      // A new session: every fid of the old one is clunked.
+      // A new session: every fid of the old one is clunked, and its requests still queued
+      // for a thread (Defer) are aborted unanswered; they would run against the new
+      // session's fids, which may reuse the numbers. (Requests already running finish.)
       std::lock_guard l(mu_);
       fids_.clear();
       fd_donation_ = donate;
+      std::erase_if(inflight_, [](const auto& e) { return e.second.queued != 0; });
+      room_cv_.notify_all();
     }
     if (version != kVersionUnknown) {
       msize_ = msize;

@@ -22,8 +22,10 @@
 //  * Names are validated (EINVAL for "", ".", "..", '/', NUL; ENAMETOOLONG beyond 255).
 //  * Limits per connection: fids (EMFILE beyond max_fids), requests in flight (the server
 //    stops reading the socket until one completes: backpressure, not an error) and threads
-//    (at the limit, a request that may block waits for the first busy thread to finish, while
-//    the reading thread serves the others).
+//    (at the limit, a long request is served by the reading thread itself, as before, but one
+//    that may wait for good -- I/O of a file whose backend may block -- waits for the first
+//    busy thread to finish, while the reading thread serves the others). A new Tversion
+//    aborts requests still waiting so, unanswered.
 //  * A connection that dies releases every fid (and so every backend File) once its in-flight
 //    requests have returned.
 #ifndef P9_SERVER_H_

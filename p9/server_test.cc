@@ -563,6 +563,36 @@ TEST_F(ServerTest, AtTheThreadLimitTheReaderServesSlowRequestsItself) {
   EXPECT_EQ(f2->header.tag, 11);
 }
 
+// At the limit a slow request waits for a busy thread (LeaderFollower: queued); a new
+// session aborts it: it is never answered, and its tag is free at once.
+TEST_F(ServerTest, ANewSessionAbortsRequestsQueuedForAThread) {
+  MakeServer({.threads = 2});
+  ASSERT_NO_FATAL_FAILURE(OpenSlowWithGateClosed());
+  conn_->Send(10, Tread{2, 0, 5});
+  ASSERT_TRUE(state_->WaitReading(1));
+  conn_->Send(11, Tread{2, 0, 5});  // Both threads taken: one reads, one waits in the backend.
+  auto g = conn_->Call(Tgetattr{1, getattr::kBasic}, 20);
+  ASSERT_TRUE(g.has_value()) << g.error();
+  {
+    std::lock_guard l(state_->mu);
+    EXPECT_EQ(state_->reading, 1) << "the second read ran beyond the thread limit";
+  }
+  ASSERT_NO_FATAL_FAILURE(conn_->Version());
+  // Tattach takes long but not for good: at the limit the reader serves it itself rather
+  // than queue it behind a read that may never end.
+  ASSERT_NO_FATAL_FAILURE(conn_->Attach(1));
+  // Tag 11 may be reused at once (a tag still in flight would close the connection).
+  auto g2 = conn_->Call(Tgetattr{1, getattr::kBasic}, 11);
+  ASSERT_TRUE(g2.has_value()) << g2.error();
+  state_->OpenGate();
+  auto f = conn_->Next();
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->header.tag, 10);  // It was running: it finishes.
+  EXPECT_TRUE(conn_->Quiet(200)) << "the aborted read was answered";
+  std::lock_guard l(state_->mu);
+  EXPECT_EQ(state_->max_reading, 1);
+}
+
 TEST_F(ServerTest, BatchedRepliesKeepFlushOrder) {
   conn_->Version();
   conn_->Attach(1);
