@@ -103,9 +103,9 @@ thread_local Connection* tls_batching = nullptr;
 // ServerOptions::threads; see LeaderFollower) before serving it, so a slow request never
 // stops the connection's other requests. At the limit, with every other thread busy, it
 // serves a finite one itself, and queues one that may wait for good (a FIFO read) for the
-// first of them to finish (Defer), reading on. While more complete frames are already buffered,
-// inline replies are queued and leave together in one sendmsg once the buffer is drained
-// (see Send).
+// first of them to finish (Defer), reading on. While more complete frames are already
+// buffered, inline replies are queued and leave together in one sendmsg once the buffer is
+// drained (see Send).
 //
 // Lock order: lf_'s lock before state_->mu (StartThread runs under it) and before mu_ (Defer
 // does); send_mu_, then mu_, then ServerFid::mu.
