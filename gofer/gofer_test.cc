@@ -131,7 +131,9 @@ class GoferTest : public ::testing::TestWithParam<bool> {
   // host writer (non-blocking) that keeps it open, so that a read waits instead of seeing
   // EOF. The caller closes *writer.
   ClientFile OpenFifo(const std::string& name, int* writer) {
-    if (!fs::exists(root_dir_ / name)) EXPECT_EQ(mkfifo((root_dir_ / name).c_str(), 0644), 0);
+    if (!fs::exists(root_dir_ / name)) {
+      EXPECT_EQ(mkfifo((root_dir_ / name).c_str(), 0644), 0);
+    }
     ClientFile f = Walk(name);
     EXPECT_TRUE(f.Open(of::kRdOnly).has_value()) << name;
     *writer = open((root_dir_ / name).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
