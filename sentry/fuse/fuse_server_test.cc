@@ -114,7 +114,9 @@ class FuseServerTest : public ::testing::TestWithParam<Variant> {
     ASSERT_TRUE(s.has_value()) << error;
     fuse_ = std::move(*s);
     fuse_->Start();
-    if (uring()) ASSERT_TRUE(AwaitRings()) << "the rings never took over";
+    if (uring()) {
+      ASSERT_TRUE(AwaitRings()) << "the rings never took over";
+    }
   }
   // After Start(): waits until the rings have taken over (FuseOptions::uring). A request of
   // ours can be served by them just before the server notes it, so this polls.
@@ -150,7 +152,9 @@ class FuseServerTest : public ::testing::TestWithParam<Variant> {
     ASSERT_TRUE(s.has_value()) << error;
     fuse_ = std::move(*s);
     fuse_->Start();
-    if (uring()) ASSERT_TRUE(AwaitRings());
+    if (uring()) {
+      ASSERT_TRUE(AwaitRings());
+    }
   }
 
   hfs::path host_, mnt_;
@@ -868,7 +872,9 @@ TEST_P(FuseServerTest, RequestsTakeTheConfiguredTransport) {
   const uint64_t reads = fuse_->received(FUSE_READ);
   EXPECT_EQ(Slurp(M("hostbig")), big);
   EXPECT_GT(fuse_->received(FUSE_READ), reads);
-  if (uring()) EXPECT_GT(fuse_->ring_received(FUSE_READ), 0u);
+  if (uring()) {
+    EXPECT_GT(fuse_->ring_received(FUSE_READ), 0u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -47,7 +47,9 @@ class GoferFsTest : public ::testing::TestWithParam<CachePolicy> {
     root_ = {};
     vfs_.reset();
     fs_.reset();
-    if (server_) EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+    if (server_) {
+      EXPECT_TRUE(server_->WaitNoConnections(std::chrono::seconds(10)));
+    }
     server_ = std::make_unique<p9::Server>(*attacher_, options);
     auto pair = p9::SocketPair();
     ASSERT_TRUE(pair.has_value());
