@@ -86,29 +86,37 @@ void BM_SocketpairBulk(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
 }
 
+// The echo side of the 64-byte ping-pong, on `cpu`, until the peer goes.
+void Echo64(int fd, int cpu) {
+  Pin(cpu);
+  char b[64];
+  while (read(fd, b, sizeof(b)) == 64) {
+    if (write(fd, b, 64) != 64) break;
+  }
+}
+
+// The timed side, from CPU 0; leaves the calling thread unpinned.
+void PingPong64(benchmark::State& state, int fd, bool cross) {
+  Pin(0);
+  char b[64] = {};
+  for (auto _ : state) {
+    if (write(fd, b, 64) != 64 || read(fd, b, 64) != 64) state.SkipWithError("io");
+  }
+  Unpin();
+  state.SetLabel(cross ? "cross-cpu" : "same-cpu");
+}
+
 // 64-byte ping-pong; arg 0: both threads on CPU 0, arg 1: CPUs 0 and 1.
 void BM_SocketpairRtt64(benchmark::State& state) {
   bool cross = state.range(0) != 0;
   int sv[2];
   socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-  std::thread echo([&] {
-    Pin(cross ? 1 : 0);
-    char b[64];
-    while (read(sv[1], b, sizeof(b)) == 64) {
-      if (write(sv[1], b, 64) != 64) break;
-    }
-  });
-  Pin(0);
-  char b[64] = {};
-  for (auto _ : state) {
-    if (write(sv[0], b, 64) != 64 || read(sv[0], b, 64) != 64) state.SkipWithError("io");
-  }
+  std::thread echo([&] { Echo64(sv[1], cross ? 1 : 0); });
+  PingPong64(state, sv[0], cross);
   shutdown(sv[0], SHUT_RDWR);
   echo.join();
   close(sv[0]);
   close(sv[1]);
-  Unpin();
-  state.SetLabel(cross ? "cross-cpu" : "same-cpu");
 }
 
 // The same ping-pong with the echo in a child process, as the gofer is: a switch between
@@ -120,23 +128,13 @@ void BM_SocketpairRtt64Process(benchmark::State& state) {
   pid_t pid = fork();
   if (pid == 0) {
     close(sv[0]);
-    Pin(cross ? 1 : 0);
-    char b[64];
-    while (read(sv[1], b, sizeof(b)) == 64) {
-      if (write(sv[1], b, 64) != 64) break;
-    }
+    Echo64(sv[1], cross ? 1 : 0);
     _exit(0);
   }
   close(sv[1]);
-  Pin(0);
-  char b[64] = {};
-  for (auto _ : state) {
-    if (write(sv[0], b, 64) != 64 || read(sv[0], b, 64) != 64) state.SkipWithError("io");
-  }
+  PingPong64(state, sv[0], cross);
   close(sv[0]);
   waitpid(pid, nullptr, 0);
-  Unpin();
-  state.SetLabel(cross ? "cross-cpu" : "same-cpu");
 }
 
 void BM_NativePread(benchmark::State& state) {
