@@ -5,12 +5,12 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <memory>
-#include <string>
-#include <mutex>
-#include <functional>
 #include <cstring>
+#include <functional>
 #include <future>
+#include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 
 #include "gmock/gmock.h"
