@@ -34,23 +34,29 @@ def time_us(r):
     return {"ns": t / 1e3, "us": t, "ms": t * 1e3}[r["time_unit"]]
 
 
-# (target, label, ratio of one round's rows or None, goal, True if the ratio must be >= goal)
+# Read rows, as suffixes of "9p/ours" and "9p/diod". "-spin/read": our client polls before
+# it sleeps (and our gofer too), the sandbox's default.
+READS = ("/read", "/read_pipelined", "-spin/read")
+
+
+def read_label(kind):
+    return kind[1:].replace("spin/", "polling ")
+
+
+# (target, label, ratio from one round's rows, goal, True if the ratio must be >= goal)
 def checks():
     for size in (M, 4 * M):
         for msize in (M, 4 * M):
-            for kind in ("read", "read_pipelined", "spin/read"):
-                ours = f"9p/ours{'-' if kind.startswith('spin') else '/'}{kind}/{size}/{msize}"
+            for kind in READS:
                 yield ("reads >= 60% of the socketpair floor",
-                       f"{kind.replace('spin/', 'polling ')} {size >> 20} MiB, msize {msize >> 20}M",
-                       lambda r, o=ours, s=size: rate(r[o]) / rate(r[f"floor/socketpair_bulk/{s}"]),
+                       f"{read_label(kind)} {size >> 20} MiB, msize {msize >> 20}M",
+                       lambda r, k=kind, s=size, m=msize: rate(r[f"9p/ours{k}/{s}/{m}"]) /
+                       rate(r[f"floor/socketpair_bulk/{s}"]),
                        0.6, True)
     for size in (64 << 10, M, 4 * M):
-        # "-spin/read": both with our client polling before it sleeps (and our gofer too):
-        # the sandbox's default.
-        for kind in ("/read", "/read_pipelined", "-spin/read"):
+        for kind in READS:
             yield (">= 3x diod's read throughput",
-                   f"{kind[1:].replace('spin/', 'polling ')} {size >> 10} KiB, msize 4M "
-                   "(diod caps at 64 KiB)",
+                   f"{read_label(kind)} {size >> 10} KiB, msize 4M (diod caps at 64 KiB)",
                    lambda r, k=kind, s=size: rate(r[f"9p/ours{k}/{s}/{4 * M}"]) /
                    rate(r[f"9p/diod{k}/{s}/{4 * M}"]),
                    3.0, True)
