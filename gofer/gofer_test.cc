@@ -591,6 +591,66 @@ TEST_P(GoferRwTest, ReaddirAttrOfALargeDirectorySpansReplies) {
   EXPECT_TRUE(kept->dir.valid());
 }
 
+// A listing started ahead (the sentry's prefetch) finishes as ListAttr would, first page
+// small or not, and leaves a fid at the directory; one dropped unfinished leaves none.
+TEST_P(GoferRwTest, AListingStartedAheadFinishesAsListAttrDoes) {
+  fs::create_directories(root_dir_ / "wide" / "sub");
+  for (int i = 0; i < 300; ++i) {
+    WriteFile(root_dir_ / "wide" / ("a-longish-entry-name-" + std::to_string(i)), "x");
+  }
+  auto names = [](const std::vector<p9::DirentAttr>& ents) {
+    std::set<std::string> out;
+    for (const auto& e : ents) out.insert(e.dirent.name);
+    return out;
+  };
+  auto sync = root_.ListAttr({"wide"});
+  ASSERT_TRUE(sync.has_value());
+  ASSERT_EQ(sync->entries.size(), 303u);
+  // 4 KiB: the first reply holds a few dozen entries, the rest continue on the kept fid.
+  auto ahead = root_.StartListAttr({"wide"}, 0, 4096);
+  ASSERT_TRUE(ahead.has_value()) << ahead.error();
+  auto l = ahead->Finish();
+  ASSERT_TRUE(l.has_value()) << l.error();
+  EXPECT_EQ(l->entries.size(), 303u) << "no entry lost or repeated across replies";
+  EXPECT_EQ(names(l->entries), names(sync->entries));
+  for (const auto& e : l->entries) {
+    if (e.dirent.name == "sub") EXPECT_TRUE(S_ISDIR(e.attr.mode)) << "subdirectories' attributes";
+  }
+  ASSERT_TRUE(l->dir.valid());
+  auto inner = l->dir.ListAttr({"sub"});
+  ASSERT_TRUE(inner.has_value()) << "the fid left is at the directory";
+  EXPECT_EQ(inner->entries.size(), 2u);
+  EXPECT_EQ(Err(ahead->Finish()), Errno(EINVAL)) << "once";
+  EXPECT_EQ(Err(root_.StartListAttr({"wide"}, 0, 64)), Errno(EINVAL)) << "no room for an entry";
+  EXPECT_EQ(Err(root_.StartListAttr({"nope"}, 0, 4096)->Finish()), Errno(ENOENT));
+
+  // Dropped unfinished: each waits for its reply and clunks the fid it left. The client
+  // hands the same fid numbers out next (released ones first); walks to them would fail if
+  // the server still held them.
+  std::vector<p9::Fid> next;
+  for (int i = 0; i < 5; ++i) next.push_back(client_->NewFid());
+  for (auto it = next.rbegin(); it != next.rend(); ++it) client_->ReleaseFid(*it);
+  {
+    std::vector<ClientFile::ListingAhead> dropped;
+    for (int i = 0; i < 5; ++i) {
+      auto a = root_.StartListAttr({"wide"}, 0, 4096);
+      ASSERT_TRUE(a.has_value());
+      dropped.push_back(std::move(*a));
+    }
+  }
+  // The Rclunks are read by later calls; a fid is reused only once its Rclunk is in.
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(root_.GetAttr().has_value());
+  std::vector<ClientFile> walked;
+  for (int i = 0; i < 5; ++i) {
+    auto w = root_.Walk({"wide"});
+    ASSERT_TRUE(w.has_value()) << i << ": " << w.error();
+    walked.push_back(std::move(*w));
+  }
+  std::set<p9::Fid> reused;
+  for (const auto& w : walked) reused.insert(w.fid());
+  EXPECT_EQ(reused, std::set<p9::Fid>(next.begin(), next.end()));
+}
+
 TEST_P(GoferRwTest, XattrsReachTheHost) {
   if (setxattr((root_dir_ / "file").c_str(), "user.probe", "1", 1, 0) != 0) {
     GTEST_SKIP() << "host fs has no user xattrs: " << strerror(errno);

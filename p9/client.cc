@@ -590,18 +590,53 @@ Result<std::vector<Dirent>> Client::Readdir(Fid fid, uint64_t offset, uint32_t c
       stop);
 }
 
+namespace {
+
+Result<std::pair<Qid, std::vector<DirentAttr>>> DecodeAttrListing(const Rreaddirattr& r) {
+  P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents, DecodeDirentAttrs(r.data));
+  return std::make_pair(r.qid, std::move(ents));
+}
+
+}  // namespace
+
 Result<std::pair<Qid, std::vector<DirentAttr>>> Client::ReaddirAttr(
     Fid fid, Fid newfid, uint32_t flags, const std::vector<std::string>& names,
     uint64_t offset, uint32_t count, std::stop_token stop) {
   if (names.size() > kMaxWalkElements) return Errno(E2BIG);
   count = std::min<uint32_t>(count, msize_ - kIoHeaderSize);
-  return CallListing<Rreaddirattr>(
-      Treaddirattr{fid, newfid, flags, names, offset, count},
-      [](const Rreaddirattr& r) -> Result<std::pair<Qid, std::vector<DirentAttr>>> {
-        P9_ASSIGN_OR_RETURN(std::vector<DirentAttr> ents, DecodeDirentAttrs(r.data));
-        return std::make_pair(r.qid, std::move(ents));
-      },
-      stop);
+  return CallListing<Rreaddirattr>(Treaddirattr{fid, newfid, flags, names, offset, count},
+                                   DecodeAttrListing, stop);
+}
+
+Result<std::unique_ptr<Client::Ahead>> Client::StartReaddirAttr(
+    Fid fid, Fid newfid, uint32_t flags, const std::vector<std::string>& names,
+    uint64_t offset, uint32_t count) {
+  if (names.size() > kMaxWalkElements) return Errno(E2BIG);
+  count = std::min<uint32_t>(count, msize_ - kIoHeaderSize);
+  std::unique_ptr<Ahead> a(new Ahead(*this));
+  P9_RETURN_IF_ERROR(Register(a->c_));
+  Send(EncodeFrame(a->c_.tag, Treaddirattr{fid, newfid, flags, names, offset, count}));
+  return a;
+}
+
+Result<std::pair<Qid, std::vector<DirentAttr>>> Client::ReaddirAttrResult(Ahead& a,
+                                                                          std::stop_token stop) {
+  if (a.taken_) return Errno(EINVAL);
+  a.taken_ = true;
+  P9_RETURN_IF_ERROR(Wait(a.c_, stop));
+  P9_ASSIGN_OR_RETURN(Rreaddirattr r, DecodeReply<Rreaddirattr>(a.c_));
+  auto ents = DecodeAttrListing(r);
+  if (!ents.has_value()) return Break(Errno(EIO));
+  return ents;
+}
+
+bool Client::Arrived(const Ahead& a) {
+  std::lock_guard l(mu_);
+  return a.c_.done || broken_.value() != 0;
+}
+
+Client::Ahead::~Ahead() {
+  if (!taken_) (void)client_->Wait(c_, {});
 }
 
 }  // namespace p9

@@ -101,6 +101,22 @@ class Client {
       Fid fid, Fid newfid, uint32_t flags, const std::vector<std::string>& names,
       uint64_t offset, uint32_t count, std::stop_token stop = {});
 
+  // A Treaddirattr sent ahead of need (StartReaddirAttr), so that the server works on it
+  // while the caller does other things. Its reply is received by whichever call reads the
+  // socket next and kept in here until ReaddirAttrResult takes it. Destroying one whose
+  // reply was not taken waits for the reply (its tag, and a newfid the reply may have left,
+  // must be settled first; the caller clunks such a fid). Must not outlive the Client.
+  class Ahead;
+  Result<std::unique_ptr<Ahead>> StartReaddirAttr(Fid fid, Fid newfid, uint32_t flags,
+                                                  const std::vector<std::string>& names,
+                                                  uint64_t offset, uint32_t count);
+  // Whether the reply of `a` has been received (ReaddirAttrResult would not wait).
+  bool Arrived(const Ahead& a);
+  // The reply of `a`, as ReaddirAttr returns it; waits for it (leading reads when no one
+  // is). Once per Ahead.
+  Result<std::pair<Qid, std::vector<DirentAttr>>> ReaddirAttrResult(Ahead& a,
+                                                                    std::stop_token stop = {});
+
   // Tclunk without waiting for Rclunk: the caller has nothing to learn from it (the server
   // frees the fid whatever the reply), so a close costs no round trip. The reply is read by
   // whichever call leads next; `fid` becomes reusable only then. At most kMaxDetached such
@@ -262,6 +278,20 @@ class Client {
   std::mutex fid_mu_;
   std::vector<Fid> free_fids_;  // Guarded by fid_mu_.
   Fid next_fid_ = 0;            // Guarded by fid_mu_.
+};
+
+class Client::Ahead {
+ public:
+  ~Ahead();
+  Ahead(const Ahead&) = delete;
+  Ahead& operator=(const Ahead&) = delete;
+
+ private:
+  friend class Client;
+  explicit Ahead(Client& client) : client_(&client) {}
+  Client* const client_;
+  CallState c_;         // In client_->pending_ until its reply is in (address stable: heap).
+  bool taken_ = false;  // ReaddirAttrResult waited for it.
 };
 
 }  // namespace p9

@@ -1,5 +1,7 @@
 #include "p9/client_file.h"
 
+#include <algorithm>
+
 namespace p9 {
 
 ClientFile& ClientFile::operator=(ClientFile&& o) noexcept {
@@ -189,34 +191,89 @@ Result<ClientFile::AttrListing> ClientFile::ListAttr(const std::vector<std::stri
                                                      uint32_t flags, bool keep) const {
   if (client_ == nullptr) return Errno(EBADF);
   const uint32_t count = static_cast<uint32_t>(client_->msize() - kIoHeaderSize);
+  const Fid newfid = keep ? client_->NewFid() : kNoFid;
+  return ListRest(*client_, fid_, names, flags, newfid, count,
+                  client_->ReaddirAttr(fid_, newfid, flags, names, 0, count));
+}
+
+Result<ClientFile::AttrListing> ClientFile::ListRest(
+    Client& client, Fid from, const std::vector<std::string>& names, uint32_t flags,
+    Fid newfid, uint32_t count, Result<std::pair<Qid, std::vector<DirentAttr>>> first) {
   AttrListing out;
-  uint64_t offset = 0;
-  for (bool first = true;; first = false) {
-    // The rest of a kept listing continues on the kept fid.
-    const bool from_kept = keep && !first;
-    const Fid at = from_kept ? out.dir.fid() : fid_;
-    const Fid newfid = keep && first ? client_->NewFid() : kNoFid;
-    auto r = client_->ReaddirAttr(at, newfid, flags,
-                                  from_kept ? std::vector<std::string>{} : names, offset, count);
-    if (newfid != kNoFid) {
-      if (!r.has_value()) {
-        client_->ReleaseFid(newfid);
-        return r.error();
-      }
-      out.dir = ClientFile(*client_, newfid);
+  if (newfid != kNoFid) {
+    if (!first.has_value()) {
+      client.ReleaseFid(newfid);
+      return first.error();
     }
-    if (!r.has_value()) return r.error();
-    if (first) out.qid = r->first;
-    std::vector<DirentAttr>& ents = r->second;
-    if (ents.empty()) return out;
-    offset = ents.back().dirent.offset;
+    out.dir = ClientFile(client, newfid);
+  }
+  if (!first.has_value()) return first.error();
+  out.qid = first->first;
+  std::vector<DirentAttr> page = std::move(first->second);
+  const uint32_t full = static_cast<uint32_t>(client.msize() - kIoHeaderSize);
+  for (;;) {
+    if (page.empty()) return out;
+    const uint64_t offset = page.back().dirent.offset;
     size_t used = 0;
-    for (auto& e : ents) {
+    for (auto& e : page) {
       used += DirentAttrSize(e);
       out.entries.push_back(std::move(e));
     }
     // A reply with room for one more entry is the last (Treaddirattr replies are full).
     if (count - used >= kMaxDirentAttrSize) return out;
+    count = full;
+    const bool kept = newfid != kNoFid;  // The rest continues on the kept fid.
+    P9_ASSIGN_OR_RETURN(auto r, client.ReaddirAttr(kept ? newfid : from, kNoFid, flags,
+                                                     kept ? std::vector<std::string>{} : names,
+                                                     offset, count));
+    page = std::move(r.second);
+  }
+}
+
+Result<ClientFile::ListingAhead> ClientFile::StartListAttr(const std::vector<std::string>& names,
+                                                           uint32_t flags,
+                                                           uint32_t count) const {
+  if (client_ == nullptr) return Errno(EBADF);
+  count = std::min(count, static_cast<uint32_t>(client_->msize() - kIoHeaderSize));
+  // The end test of ListRest needs room for one entry in a full reply.
+  if (count < kMaxDirentAttrSize) return Errno(EINVAL);
+  const Fid newfid = client_->NewFid();
+  auto a = client_->StartReaddirAttr(fid_, newfid, flags, names, 0, count);
+  if (!a.has_value()) {
+    client_->ReleaseFid(newfid);
+    return a.error();
+  }
+  return ListingAhead(*client_, newfid, flags, count, std::move(*a));
+}
+
+Result<ClientFile::AttrListing> ClientFile::ListingAhead::Finish() {
+  if (!first_) return Errno(EINVAL);
+  std::unique_ptr<Client::Ahead> first = std::move(first_);
+  auto r = client_->ReaddirAttrResult(*first);
+  first.reset();
+  return ListRest(*client_, kNoFid, {}, flags_, newfid_, count_, std::move(r));
+}
+
+ClientFile::ListingAhead& ClientFile::ListingAhead::operator=(ListingAhead&& o) noexcept {
+  if (this != &o) {
+    Drop();
+    client_ = o.client_;
+    newfid_ = o.newfid_;
+    flags_ = o.flags_;
+    count_ = o.count_;
+    first_ = std::move(o.first_);
+  }
+  return *this;
+}
+
+void ClientFile::ListingAhead::Drop() {
+  if (!first_) return;
+  auto r = client_->ReaddirAttrResult(*first_);
+  first_.reset();
+  if (r.has_value()) {
+    ClientFile left(*client_, newfid_);  // Clunked without waiting.
+  } else {
+    client_->ReleaseFid(newfid_);
   }
 }
 

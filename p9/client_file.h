@@ -6,8 +6,10 @@
 #ifndef P9_CLIENT_FILE_H_
 #define P9_CLIENT_FILE_H_
 
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "p9/client.h"
@@ -71,6 +73,13 @@ class ClientFile {
   // the directory, which the rest use.
   Result<AttrListing> ListAttr(const std::vector<std::string>& names = {}, uint32_t flags = 0,
                                bool keep = false) const;
+  // ListAttr(names, flags, keep = true) started now and finished later: the first
+  // Treaddirattr (of at most `count` bytes) is sent at once, so the server lists the
+  // directory while the caller works on; Finish() takes its reply and reads the rest on the
+  // kept fid. Needs our dialect (ENOSYS from others, at Finish).
+  class ListingAhead;  // Below.
+  Result<ListingAhead> StartListAttr(const std::vector<std::string>& names, uint32_t flags,
+                                     uint32_t count) const;
 
   Result<Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid = 0) const;
   Result<Qid> Symlink(const std::string& name, const std::string& target,
@@ -105,6 +114,13 @@ class ClientFile {
   Result<void> Clunk();
 
  private:
+  // The listing whose first Treaddirattr (of `count` bytes, leaving `newfid` unless kNoFid)
+  // came back as `first`: the rest, Treaddirattr after Treaddirattr on the kept fid (or
+  // along `names` from `from` without it).
+  static Result<AttrListing> ListRest(Client& client, Fid from,
+                                      const std::vector<std::string>& names, uint32_t flags,
+                                      Fid newfid, uint32_t count,
+                                      Result<std::pair<Qid, std::vector<DirentAttr>>> first);
   void Reset();
   Result<std::string> ReadXattrFid(Fid fid, uint64_t size) const;
 
@@ -118,6 +134,33 @@ struct ClientFile::AttrListing {
   Qid qid;  // The directory's, when reached through names.
   std::vector<DirentAttr> entries;
   ClientFile dir;  // With `keep`: a fid at the directory.
+};
+
+// A listing started ahead (ClientFile::StartListAttr). Destroying one not finished waits for
+// the first reply and clunks the fid it left. Must not outlive the Client. Movable.
+class ClientFile::ListingAhead {
+ public:
+  ListingAhead(ListingAhead&& o) noexcept { *this = std::move(o); }
+  ListingAhead& operator=(ListingAhead&& o) noexcept;
+  ~ListingAhead() { Drop(); }
+  // The whole listing, with a fid at the directory (AttrListing::dir). Once.
+  Result<AttrListing> Finish();
+  // Whether the first reply is in (Finish waits for no more than the rest, if any).
+  bool Arrived() const { return !first_ || client_->Arrived(*first_); }
+
+ private:
+  friend class ClientFile;
+  ListingAhead(Client& client, Fid newfid, uint32_t flags, uint32_t count,
+               std::unique_ptr<Client::Ahead> first)
+      : client_(&client), newfid_(newfid), flags_(flags), count_(count),
+        first_(std::move(first)) {}
+  // Not finished: waits for the first reply and clunks the fid it left.
+  void Drop();
+  Client* client_ = nullptr;
+  Fid newfid_ = kNoFid;
+  uint32_t flags_ = 0;
+  uint32_t count_ = 0;
+  std::unique_ptr<Client::Ahead> first_;  // Null once finished (or moved from).
 };
 
 }  // namespace p9

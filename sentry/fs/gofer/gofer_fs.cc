@@ -18,8 +18,18 @@ using p9::ClientFile;
 using p9::Errno;
 using p9::Result;
 
+namespace {
+// The first page of a listing sent ahead: most directories fit (an entry with attributes
+// is about 150 bytes); larger ones are read on when taken. Bounds what a listing nobody
+// takes holds.
+constexpr uint32_t kPrefetchFirstBytes = 16 * 1024;
+}  // namespace
+
 CachePolicy GoferFs::cache() const { return shared_->cache; }
 bool GoferFs::fd_donation() const { return shared_->client->fd_donation(); }
+size_t GoferFs::listings_ahead() const {
+  return shared_->prefetch ? shared_->prefetch->ahead() : 0;
+}
 
 Result<std::shared_ptr<GoferFs>> GoferFs::Mount(const std::string& data, std::string* error) {
   P9_ASSIGN_OR_RETURN(GoferMountOptions o, ParseGoferMountOptions(data, error));
@@ -40,6 +50,9 @@ Result<std::shared_ptr<GoferFs>> GoferFs::Create(p9::UniqueFd sock,
   shared->cache = opts.cache;
   P9_ASSIGN_OR_RETURN(shared->client, p9::Client::Create(std::move(sock), opts.msize));
   shared->client->set_spin(std::chrono::microseconds(opts.spin_us));
+  if (shared->CachesAttrs() && shared->client->extended() && opts.prefetch > 0) {
+    shared->prefetch = std::make_unique<ListingPrefetch>(opts.prefetch, kPrefetchFirstBytes);
+  }
   P9_ASSIGN_OR_RETURN(ClientFile root, ClientFile::Attach(*shared->client, opts.aname));
   P9_ASSIGN_OR_RETURN(p9::Rgetattr a, root.GetAttr(p9::getattr::kBasic));
   auto fs = std::shared_ptr<GoferFs>(new GoferFs());

@@ -31,6 +31,8 @@ class GoferFs : public vfs::Filesystem {
   std::shared_ptr<vfs::Inode> root() override { return root_; }
   CachePolicy cache() const;
   bool fd_donation() const;
+  // Directory listings sent ahead of a tree walker and not yet taken (listing_prefetch.h).
+  size_t listings_ahead() const;
 
   struct Shared;  // The client and policy, shared by every inode (gofer_shared.h).
 

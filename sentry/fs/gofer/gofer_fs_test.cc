@@ -477,6 +477,50 @@ TEST_P(GoferFsTest, ListedSubdirectoriesNeedNoWalk) {
   EXPECT_TRUE(hfs::exists(dir_ / "many" / "d7" / "made"));
 }
 
+// A tree walker's next listings are sent ahead (where the policy caches attributes), and a
+// listing taken is the directory's as it is now: changes made through the sandbox after
+// the listing was sent, in the directory or to its name, are never hidden by it.
+TEST_P(GoferFsTest, ListingsSentAheadOfAWalkerFollowOurChanges) {
+  for (int i = 0; i < 10; ++i) {
+    hfs::create_directories(dir_ / "t" / "a" / ("s" + std::to_string(i)));
+    std::ofstream(dir_ / "t" / "a" / ("s" + std::to_string(i)) / "f") << i;
+  }
+  auto t = vfs_->ns().Resolve(root_, "/t", true);
+  ASSERT_TRUE(t.has_value());
+  ListNames(*vfs_, *t);
+  auto a = vfs_->ns().Resolve(*t, "a", false);  // Known from t's listing.
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(ListNames(*vfs_, *a).size(), 12u);
+  if (revalidates()) {
+    EXPECT_EQ(fs_->listings_ahead(), 0u);
+    return;
+  }
+  EXPECT_EQ(fs_->listings_ahead(), 10u) << "a's subdirectories, each listed ahead";
+  const std::set<std::string> just_f{".", "..", "f"};
+  auto s0 = vfs_->ns().Resolve(*a, "s0", false);
+  ASSERT_TRUE(s0.has_value());
+  EXPECT_EQ(ListNames(*vfs_, *s0), just_f);
+  EXPECT_LE(fs_->listings_ahead(), 9u) << "taken";
+  // A file made in s3 through the sandbox, after s3's listing was sent.
+  auto s3 = vfs_->ns().Resolve(*a, "s3", false);
+  ASSERT_TRUE(s3.has_value());
+  ASSERT_TRUE(vfs_->Open(*s3, "new", O_WRONLY | O_CREAT | O_EXCL, 0600).has_value());
+  EXPECT_EQ(ListNames(*vfs_, *s3), (std::set<std::string>{".", "..", "f", "new"}));
+  // s5 removed and replaced by a new directory under its name, through the sandbox.
+  ASSERT_TRUE(vfs_->Unlink(*a, "s5/f").has_value());
+  ASSERT_TRUE(vfs_->Rmdir(*a, "s5").has_value());
+  ASSERT_TRUE(vfs_->Mkdir(*a, "s5", 0755).has_value());
+  auto s5 = vfs_->ns().Resolve(*a, "s5", false);
+  ASSERT_TRUE(s5.has_value());
+  EXPECT_EQ(ListNames(*vfs_, *s5), (std::set<std::string>{".", ".."}));
+  // The rest list as on the host, from what was sent ahead or not.
+  for (int i : {1, 2, 4, 6, 7, 8, 9}) {
+    auto d = vfs_->ns().Resolve(*a, "s" + std::to_string(i), false);
+    ASSERT_TRUE(d.has_value());
+    EXPECT_EQ(ListNames(*vfs_, *d), just_f) << i;
+  }
+}
+
 // An unwalked inode depends on the name it was listed under: renamed, it follows its new
 // name (the rename walks it first); unlinked, it never reaches whatever takes the name next.
 TEST_P(GoferFsTest, UnwalkedInodesFollowRenamesAndUnlinks) {
@@ -703,6 +747,10 @@ TEST(GoferMountOptionsTest, ParsesRunscOptionsAndRejectsBadOnes) {
   auto s = ParseGoferMountOptions("trans=fd,rfdno=5,wfdno=5,spin_us=0", &err);
   ASSERT_TRUE(s.has_value()) << err;
   EXPECT_EQ(s->spin_us, 0u);
+  EXPECT_EQ(d->prefetch, 16u) << "lists ahead of tree walkers by default";
+  auto pf = ParseGoferMountOptions("trans=fd,rfdno=5,wfdno=5,prefetch=0", &err);
+  ASSERT_TRUE(pf.has_value()) << err;
+  EXPECT_EQ(pf->prefetch, 0u);
   struct Bad {
     const char* data;
     const char* msg;
@@ -717,7 +765,8 @@ TEST(GoferMountOptionsTest, ParsesRunscOptionsAndRejectsBadOnes) {
                                  {"trans=fd,rfdno=1,wfdno=1,noval", "has no value"},
                                  {"trans=fd,rfdno=1,wfdno=1,msize=12", "bad msize"},
                                  {"trans=fd,rfdno=1,wfdno=1,spin_us=1001", "bad spin_us"},
-                                 {"trans=fd,rfdno=1,wfdno=1,spin_us=-1", "bad spin_us"}}) {
+                                 {"trans=fd,rfdno=1,wfdno=1,spin_us=-1", "bad spin_us"},
+                                 {"trans=fd,rfdno=1,wfdno=1,prefetch=257", "bad prefetch"}}) {
     err.clear();
     EXPECT_EQ(Err(ParseGoferMountOptions(b.data, &err)), Errno(EINVAL)) << b.data;
     EXPECT_NE(err.find(b.msg), std::string::npos) << b.data << " -> " << err;

@@ -49,14 +49,32 @@ Result<std::pair<ClientFile, p9::Qid>> GoferInode::WalkName(const ClientFile& di
   return std::make_pair(ClientFile(c, nf), r->wqids[0]);
 }
 
-Result<std::vector<p9::DirentAttr>> GoferInode::ListAttr() {
+Result<std::vector<p9::DirentAttr>> GoferInode::ListAttr(uint64_t& epoch) {
   std::unique_lock l(fid_mu_);
+  // Sent ahead (only for inodes listed under a parent, parent_): taken, or asked again
+  // below if it failed or found another directory under the name (cannot happen here, see
+  // Fid()), as if nothing had been sent.
+  std::optional<ClientFile::AttrListing> ahead;
+  if (parent_ && shared_->prefetch && !stale_) {
+    if (auto t = shared_->prefetch->Take(parent_.get(), name_, qid_.path)) {
+      auto r = t->listing.Finish();
+      if (r.has_value() && r->qid.path == qid_.path) {
+        ahead = std::move(*r);
+        epoch = t->epoch;
+      }
+    }
+  }
   if (fid_.valid()) {
     l.unlock();  // fid_ never changes once valid.
+    if (ahead) return std::move(ahead->entries);  // Its fid is not needed: clunked.
     P9_ASSIGN_OR_RETURN(ClientFile::AttrListing r, fid_.ListAttr());
     return std::move(r.entries);
   }
   if (stale_) return Errno(ESTALE);
+  if (ahead) {
+    fid_ = std::move(ahead->dir);
+    return std::move(ahead->entries);
+  }
   P9_ASSIGN_OR_RETURN(const ClientFile* parent, parent_->Fid());
   P9_ASSIGN_OR_RETURN(ClientFile::AttrListing r, parent->ListAttr({name_}, 0, /*keep=*/true));
   if (r.qid.path != qid_.path) return Errno(ESTALE);  // See Fid().
@@ -95,6 +113,10 @@ void GoferInode::InvalidateAttrs() {
 
 std::optional<Attr> GoferInode::Changed(const std::string& name) {
   shared_->Mutated();
+  if (shared_->prefetch) {
+    shared_->prefetch->Forget(this, name);  // Entry `name`, if a directory.
+    if (parent_) shared_->prefetch->Forget(parent_.get(), name_);  // This directory.
+  }
   std::lock_guard l(mu_);
   std::optional<Attr> before = std::move(attr_);
   attr_.reset();
@@ -271,11 +293,24 @@ Result<std::unique_ptr<OpenFile>> GoferInode::Open(int flags) {
     }
     if (!listing) {
       std::shared_ptr<const Known> known;
-      const uint64_t epoch = shared_->Epoch();
+      uint64_t epoch = shared_->Epoch();
       if (shared_->client->extended()) {
         // Our dialect lists a directory without opening it, walked or not (then the
         // listing walks it), and says what each subdirectory is.
-        P9_ASSIGN_OR_RETURN(std::vector<p9::DirentAttr> ents, ListAttr());
+        P9_ASSIGN_OR_RETURN(std::vector<p9::DirentAttr> ents, ListAttr(epoch));
+        // Reached through its parent's listing and now listed: a tree walker, who lists
+        // the subdirectories next.
+        if (parent_ && shared_->prefetch) {
+          std::vector<ListingPrefetch::Subdir> subdirs;
+          for (const p9::DirentAttr& e : ents) {
+            if ((e.attr.valid & p9::getattr::kBasic) == p9::getattr::kBasic &&
+                S_ISDIR(e.attr.mode)) {
+              subdirs.push_back({e.dirent.name, e.attr.qid.path});
+            }
+          }
+          shared_->prefetch->Listed(std::static_pointer_cast<GoferInode>(shared_from_this()),
+                                    std::move(subdirs), shared_->Epoch());
+        }
         std::tie(listing, known) = FromAttrListing(std::move(ents));
       } else {
         P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());

@@ -57,8 +57,10 @@ class GoferInode : public vfs::Inode {
                                                                  const std::string& name);
   // This directory's entries (Treaddirattr), its subdirectories with their attributes. An
   // unwalked directory is listed from its parent, and the listing leaves it walked: its own
-  // entries then list one name away.
-  p9::Result<std::vector<p9::DirentAttr>> ListAttr();
+  // entries then list one name away; or its listing was sent ahead (ListingPrefetch) and is
+  // taken. `epoch`: in, the file system's epoch before the call; out, the epoch the
+  // entries' attributes stand for (older, for a listing sent ahead).
+  p9::Result<std::vector<p9::DirentAttr>> ListAttr(uint64_t& epoch);
   // Its name went away (unlinked, or replaced by a rename) while it was unwalked: it can
   // never be walked now.
   void Stale();

@@ -11,13 +11,17 @@
 #include "p9/messages.h"
 #include "sentry/fs/gofer/cache_policy.h"
 #include "sentry/fs/gofer/gofer_fs.h"
+#include "sentry/fs/gofer/listing_prefetch.h"
 #include "sentry/vfs/types.h"
 
 namespace sentry::fs {
 
 struct GoferFs::Shared {
-  std::unique_ptr<p9::Client> client;
+  std::unique_ptr<p9::Client> client;  // First: outlives everything below.
   CachePolicy cache;
+  // Attribute-caching policies in our dialect, unless the mount says prefetch=0: listings
+  // sent ahead of a tree walker. Null otherwise.
+  std::unique_ptr<ListingPrefetch> prefetch;
   bool CachesAttrs() const {
     return cache == CachePolicy::kFscache || cache == CachePolicy::kFscacheWritethrough;
   }

@@ -63,6 +63,9 @@ p9::Result<GoferMountOptions> ParseGoferMountOptions(const std::string& data,
     } else if (k == "spin_us") {
       if (!ParseUint(v, 1000, &n)) return fail("bad spin_us '" + v + "' (0..1000)");
       o.spin_us = static_cast<uint32_t>(n);
+    } else if (k == "prefetch") {
+      if (!ParseUint(v, 256, &n)) return fail("bad prefetch '" + v + "' (0..256)");
+      o.prefetch = static_cast<uint32_t>(n);
     } else {
       return fail("unknown option '" + k + "'");
     }

@@ -1,6 +1,9 @@
 // The 9P mount data string, as runsc passes it: "trans=fd,rfdno=N,wfdno=N,
-// privateunixsocket=true,cache=remote_revalidating[,aname=A][,msize=N][,spin_us=N]".
+// privateunixsocket=true,cache=remote_revalidating[,aname=A][,msize=N][,spin_us=N]
+// [,prefetch=N]".
 // spin_us (ours): how long a call polls for the gofer's reply before sleeping (0..1000).
+// prefetch (ours): directory listings sent ahead of a tree walker, at most (0..256; 0: none;
+// see listing_prefetch.h).
 #ifndef SENTRY_FS_GOFER_MOUNT_OPTIONS_H_
 #define SENTRY_FS_GOFER_MOUNT_OPTIONS_H_
 
@@ -21,6 +24,7 @@ struct GoferMountOptions {
   // The gofer answers most requests in ~10 us; sleeping and being woken costs more than that
   // on these VMs (see p9::FrameReader::set_spin).
   uint32_t spin_us = 50;
+  uint32_t prefetch = 16;
 };
 
 // EINVAL (with `error` naming the culprit) for unknown options, malformed values, a
