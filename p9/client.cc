@@ -611,12 +611,34 @@ Result<std::pair<Qid, std::vector<DirentAttr>>> Client::ReaddirAttr(
 Result<std::unique_ptr<Client::Ahead>> Client::StartReaddirAttr(
     Fid fid, Fid newfid, uint32_t flags, const std::vector<std::string>& names,
     uint64_t offset, uint32_t count) {
-  if (names.size() > kMaxWalkElements) return Errno(E2BIG);
-  count = std::min<uint32_t>(count, msize_ - kIoHeaderSize);
-  std::unique_ptr<Ahead> a(new Ahead(*this));
-  P9_RETURN_IF_ERROR(Register(a->c_));
-  Send(EncodeFrame(a->c_.tag, Treaddirattr{fid, newfid, flags, names, offset, count}));
-  return a;
+  Treaddirattr req{fid, newfid, flags, names, offset, count};
+  return std::move(StartReaddirAttrs(std::span<const Treaddirattr>(&req, 1)).front());
+}
+
+std::vector<Result<std::unique_ptr<Client::Ahead>>> Client::StartReaddirAttrs(
+    std::span<const Treaddirattr> reqs) {
+  std::vector<Result<std::unique_ptr<Ahead>>> out;
+  out.reserve(reqs.size());
+  OutFrame all;
+  for (const Treaddirattr& req : reqs) {
+    if (req.names.size() > kMaxWalkElements) {
+      out.push_back(Errno(E2BIG));
+      continue;
+    }
+    std::unique_ptr<Ahead> a(new Ahead(*this));
+    if (auto r = Register(a->c_); !r.has_value()) {
+      out.push_back(r.error());
+      continue;
+    }
+    Treaddirattr clamped = req;
+    clamped.count = std::min<uint32_t>(req.count, msize_ - kIoHeaderSize);
+    OutFrame f = EncodeFrame(a->c_.tag, clamped);
+    all.head.insert(all.head.end(), f.head.begin(), f.head.end());
+    out.push_back(std::move(a));
+  }
+  // A failed send breaks the connection: every Ahead then sees the error.
+  if (!all.head.empty()) Send(all);
+  return out;
 }
 
 Result<std::pair<Qid, std::vector<DirentAttr>>> Client::ReaddirAttrResult(Ahead& a,

@@ -110,6 +110,11 @@ class Client {
   Result<std::unique_ptr<Ahead>> StartReaddirAttr(Fid fid, Fid newfid, uint32_t flags,
                                                   const std::vector<std::string>& names,
                                                   uint64_t offset, uint32_t count);
+  // Several, sent in one write (one system call, and the server reads them at once): one
+  // result per request, in order (E2BIG for one with too many names; once the connection
+  // is broken, its error for the rest).
+  std::vector<Result<std::unique_ptr<Ahead>>> StartReaddirAttrs(
+      std::span<const Treaddirattr> reqs);
   // Whether the reply of `a` has been received (ReaddirAttrResult would not wait).
   bool Arrived(const Ahead& a);
   // The reply of `a`, as ReaddirAttr returns it; waits for it (leading reads when no one

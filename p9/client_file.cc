@@ -234,16 +234,41 @@ Result<ClientFile::ListingAhead> ClientFile::StartListAttr(const std::vector<std
                                                            uint32_t flags,
                                                            uint32_t count) const {
   if (client_ == nullptr) return Errno(EBADF);
-  count = std::min(count, static_cast<uint32_t>(client_->msize() - kIoHeaderSize));
-  // The end test of ListRest needs room for one entry in a full reply.
-  if (count < kMaxDirentAttrSize) return Errno(EINVAL);
-  const Fid newfid = client_->NewFid();
-  auto a = client_->StartReaddirAttr(fid_, newfid, flags, names, 0, count);
-  if (!a.has_value()) {
-    client_->ReleaseFid(newfid);
-    return a.error();
+  ListStart one{this, names, flags, count};
+  return std::move(StartListAttrs(*client_, std::span<const ListStart>(&one, 1)).front());
+}
+
+std::vector<Result<ClientFile::ListingAhead>> ClientFile::StartListAttrs(
+    Client& client, std::span<const ListStart> starts) {
+  const uint32_t full = static_cast<uint32_t>(client.msize() - kIoHeaderSize);
+  std::vector<Result<ListingAhead>> out;
+  out.reserve(starts.size());
+  for (size_t i = 0; i < starts.size(); ++i) out.emplace_back(Errno(EINVAL));
+  std::vector<Treaddirattr> reqs;
+  std::vector<size_t> which;  // reqs[i] is for starts[which[i]].
+  for (size_t i = 0; i < starts.size(); ++i) {
+    const ListStart& s = starts[i];
+    const uint32_t count = std::min(s.count, full);
+    if (s.from == nullptr || s.from->client_ != &client) {
+      out[i] = Errno(EBADF);
+    } else if (count < kMaxDirentAttrSize) {
+      out[i] = Errno(EINVAL);  // The end test of ListRest needs room for one entry.
+    } else {
+      reqs.push_back(Treaddirattr{s.from->fid_, client.NewFid(), s.flags, s.names, 0, count});
+      which.push_back(i);
+    }
   }
-  return ListingAhead(*client_, newfid, flags, count, std::move(*a));
+  auto started = client.StartReaddirAttrs(reqs);
+  for (size_t j = 0; j < reqs.size(); ++j) {
+    if (!started[j].has_value()) {
+      client.ReleaseFid(reqs[j].newfid);
+      out[which[j]] = started[j].error();
+      continue;
+    }
+    out[which[j]] = ListingAhead(client, reqs[j].newfid, reqs[j].flags, reqs[j].count,
+                                 std::move(*started[j]));
+  }
+  return out;
 }
 
 Result<ClientFile::AttrListing> ClientFile::ListingAhead::Finish() {

@@ -7,6 +7,7 @@
 #define P9_CLIENT_FILE_H_
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -80,6 +81,16 @@ class ClientFile {
   class ListingAhead;  // Below.
   Result<ListingAhead> StartListAttr(const std::vector<std::string>& names, uint32_t flags,
                                      uint32_t count) const;
+  // Several at once, from fids of one client, in one write (Client::StartReaddirAttrs): one
+  // result per start, in order.
+  struct ListStart {
+    const ClientFile* from;
+    std::vector<std::string> names;
+    uint32_t flags = 0;
+    uint32_t count = 0;
+  };
+  static std::vector<Result<ListingAhead>> StartListAttrs(Client& client,
+                                                          std::span<const ListStart> starts);
 
   Result<Qid> Mkdir(const std::string& name, uint32_t mode, uint32_t gid = 0) const;
   Result<Qid> Symlink(const std::string& name, const std::string& target,

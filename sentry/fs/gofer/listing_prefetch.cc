@@ -36,8 +36,9 @@ void ListingPrefetch::ExpireLocked(std::vector<Sent>& dropped) {
   }
 }
 
-bool ListingPrefetch::RoomLocked() {
-  if (sent_.size() + sending_ >= kMaxHeld) return false;
+size_t ListingPrefetch::RoomLocked() {
+  const size_t held = sent_.size() + sending_;
+  if (held >= kMaxHeld) return 0;
   // The gofer answers in about the order it was asked: count the unanswered from the
   // newest back to the first answered one.
   size_t inflight = sending_;
@@ -45,58 +46,63 @@ bool ListingPrefetch::RoomLocked() {
     if (it->listing.Arrived()) break;
     ++inflight;
   }
-  return inflight < max_inflight_;
+  if (inflight >= max_inflight_) return 0;
+  return std::min(max_inflight_ - inflight, kMaxHeld - held);
 }
 
 void ListingPrefetch::Fill(uint64_t epoch) {
   std::vector<Sent> dropped;  // Destroyed unlocked: each waits for its reply.
-  for (;;) {
-    Planned next;
-    uint64_t serial, forgets;
-    {
-      std::lock_guard l(mu_);
-      ExpireLocked(dropped);
-      // One listing per directory: skip those already sent (a directory listed again).
-      while (!planned_.empty() &&
-             index_.contains(Key{planned_.front().parent.lock().get(),
-                                 planned_.front().subdir.name})) {
-        planned_.pop_front();
-      }
-      if (planned_.empty() || !RoomLocked()) break;
-      next = std::move(planned_.front());
-      planned_.pop_front();
-      ++sending_;
-      serial = listings_;
-      forgets = forgets_;
-    }
-    std::optional<Sent> s;
-    if (std::shared_ptr<GoferInode> parent = next.parent.lock()) {
-      auto fid = parent->Fid();
-      if (fid.has_value()) {
-        auto ahead = (*fid)->StartListAttr({next.subdir.name}, 0, first_bytes_);
-        if (ahead.has_value()) {
-          s.emplace(Sent{parent, parent.get(), std::move(next.subdir.name), next.subdir.path,
-                         epoch, serial, std::move(*ahead)});
-        }
-      }
-    }
+  std::vector<Planned> next;
+  uint64_t serial, forgets;
+  {
     std::lock_guard l(mu_);
-    --sending_;
-    if (!s) continue;  // The parent went, or the connection did: nothing was sent.
-    if (forgets_ != forgets) {
-      dropped.push_back(std::move(*s));
-      continue;
+    ExpireLocked(dropped);
+    for (size_t room = RoomLocked(); room > 0 && !planned_.empty(); planned_.pop_front()) {
+      Planned& p = planned_.front();
+      // One listing per directory: skip those already sent (a directory listed again).
+      if (index_.contains(Key{p.parent.lock().get(), p.subdir.name})) continue;
+      next.push_back(std::move(p));
+      --room;
     }
-    Key k{s->parent_raw, s->name};
-    if (index_.contains(k)) {  // Sent meanwhile by another thread.
-      dropped.push_back(std::move(*s));
-      continue;
-    }
-    sent_.push_back(std::move(*s));
-    index_.emplace(std::move(k), std::prev(sent_.end()));
+    if (next.empty()) return;
+    sending_ += next.size();
+    serial = listings_;
+    forgets = forgets_;
   }
-  // `dropped` goes here, unlocked.
-}
+  // Sent together, in one write.
+  std::vector<std::shared_ptr<GoferInode>> parents;
+  std::vector<p9::ClientFile::ListStart> starts;
+  std::vector<size_t> which;  // starts[k] is for next[which[k]].
+  for (size_t i = 0; i < next.size(); ++i) {
+    std::shared_ptr<GoferInode> parent = next[i].parent.lock();
+    if (!parent) continue;  // Gone, and with it the inode that would have taken this.
+    auto fid = parent->Fid();
+    if (!fid.has_value()) continue;
+    starts.push_back({*fid, {next[i].subdir.name}, 0, first_bytes_});
+    which.push_back(i);
+    parents.push_back(std::move(parent));
+  }
+  std::vector<p9::Result<p9::ClientFile::ListingAhead>> started;
+  if (!starts.empty()) {
+    started = p9::ClientFile::StartListAttrs(starts.front().from->client(), starts);
+  }
+  std::lock_guard l(mu_);
+  sending_ -= next.size();
+  for (size_t k = 0; k < started.size(); ++k) {
+    if (!started[k].has_value()) continue;  // The connection is gone: nothing was sent.
+    Planned& p = next[which[k]];
+    Sent s{parents[k], parents[k].get(), std::move(p.subdir.name), p.subdir.path,
+           epoch, serial, std::move(*started[k])};
+    Key key{s.parent_raw, s.name};
+    if (forgets_ != forgets || index_.contains(key)) {
+      // A change overlapped the send, or another thread sent the same meanwhile.
+      dropped.push_back(std::move(s));
+      continue;
+    }
+    sent_.push_back(std::move(s));
+    index_.emplace(std::move(key), std::prev(sent_.end()));
+  }
+}  // `l` is released before `dropped` goes (declared after it).
 
 std::optional<ListingPrefetch::Taken> ListingPrefetch::Take(const GoferInode* parent,
                                                             const std::string& name,

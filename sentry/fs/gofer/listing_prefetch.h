@@ -110,14 +110,15 @@ class ListingPrefetch {
     std::weak_ptr<GoferInode> parent;
     Subdir subdir;
   };
-  // Sends planned listings while there is room; drops (and waits for) expired ones first.
+  // Sends planned listings as room allows, in one write; drops (and waits for) expired ones
+  // first.
   void Fill(uint64_t epoch);
   // REQUIRES: mu_ held. Moves `it` out of sent_ (and index_) into `dropped`.
   void DropLocked(std::list<Sent>::iterator it, std::vector<Sent>& dropped);
   // REQUIRES: mu_ held. Moves sent listings older than kMaxAge into `dropped`.
   void ExpireLocked(std::vector<Sent>& dropped);
-  // REQUIRES: mu_ held. Whether another listing may be sent now.
-  bool RoomLocked();
+  // REQUIRES: mu_ held. How many more listings may be sent now.
+  size_t RoomLocked();
 
   const size_t max_inflight_;
   const uint32_t first_bytes_;
