@@ -1119,6 +1119,15 @@ bool FuseServer::Stop(int timeout_ms) {
   return ended;
 }
 
+void FuseServer::CloseFiles() {
+  std::unordered_map<Handle*, std::unique_ptr<Handle>> open;
+  {
+    std::lock_guard l(impl_->handles_mu);
+    open.swap(impl_->handles);
+  }
+  open.clear();  // No request is served after Stop(): no handle has users left.
+}
+
 FuseServer::~FuseServer() {
   bool ended = Stop();
   // A loop still running uses the session: leave both to the process's end.

@@ -94,6 +94,12 @@ class FuseServer {
   // and waits up to `timeout_ms` for the loop to end. False if it did not end in time (the
   // loop thread is then left to die with the process).
   bool Stop(int timeout_ms = 5000);
+  // After Stop() returned true: closes every file the kernel left open (each writes back
+  // what it holds, as its RELEASE would have). For a caller about to end the process without
+  // destroying the server: what else the server and the file systems under it hold is
+  // memory and gofer fids, which the process's end and the gofer (at the connection's
+  // close) free at once, where destructors would free them one by one.
+  void CloseFiles();
 
   // Never invalidates the kernel's entries for absolute `path` or any directory on the way
   // to it. Eviction invalidates entries, and the kernel detaches whatever is mounted on an

@@ -161,12 +161,13 @@ int Main() {
   }
   VLOG(1) << "sandbox: workload exited with " << code;
   // Every write the workload made was written back when its files were closed (FUSE FLUSH);
-  // unmount and go.
+  // unmount, close what the kernel left open, and go. Destroying the rest (nodes, inodes,
+  // fids: one per directory and file seen) would take a find over /usr 0.2 s more, and
+  // nothing in it is owed to anyone.
   bool stopped = (*server)->Stop(3000);
+  if (stopped) (*server)->CloseFiles();
   google::FlushLogFiles(google::GLOG_INFO);
-  if (!stopped) _exit(code);
-  server->reset();
-  return code;
+  _exit(code);
 }
 
 }  // namespace
