@@ -1061,7 +1061,9 @@ void FuseServer::Start() {
     // Payload room for the largest request INIT allows (max_write: max_io).
     size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     size_t payload = (std::max<size_t>(impl_->options.max_io, 8192) + page - 1) / page * page;
-    impl_->uring = UringQueues::Start(impl_->se, {.payload = payload, .may_block = &Impl::MayBlock});
+    impl_->uring = UringQueues::Start(impl_->se, {.payload = payload,
+                                                  .may_block = &Impl::MayBlock,
+                                                  .spin = impl_->options.spin});
   }
   impl_->loop = std::make_unique<SessionLoop>(
       impl_->se,

@@ -55,7 +55,8 @@ struct FuseOptions {
   std::string fsname = "sentry";
   // libfuse's trace of every request, on stderr.
   bool debug = false;
-  // How long the thread reading /dev/fuse polls before sleeping (SessionLoop).
+  // How long the thread reading /dev/fuse (SessionLoop), and each io_uring queue's thread
+  // (UringQueues), poll for the next request before sleeping.
   std::chrono::microseconds spin = std::chrono::microseconds(50);
   // Directories are listed without OPENDIR/RELEASEDIR where the kernel allows it
   // (FUSE_NO_OPENDIR_SUPPORT) and every mount caches lookups: two requests fewer for each

@@ -78,8 +78,8 @@ io_uring_sqe* IoUring::NextSqe() {
   return sqe;
 }
 
-int IoUring::Enter(unsigned wait) {
-  unsigned flags = wait > 0 ? IORING_ENTER_GETEVENTS : 0;
+int IoUring::Enter(unsigned wait, bool run) {
+  unsigned flags = wait > 0 || run ? IORING_ENTER_GETEVENTS : 0;
   long n = syscall(__NR_io_uring_enter, fd_, to_submit_, wait, flags, nullptr, 0);
   if (n < 0) return -errno;
   to_submit_ -= static_cast<unsigned>(n) < to_submit_ ? static_cast<unsigned>(n) : to_submit_;

@@ -32,8 +32,14 @@ class IoUring {
   // if every slot is queued or still owned by the kernel.
   io_uring_sqe* NextSqe();
   // Submits what is queued and, if `wait` > 0, waits until that many completions are
-  // ready (running the ring's deferred task work). 0 or -errno (-EINTR: try again).
-  int Enter(unsigned wait);
+  // ready (running the ring's deferred task work). With `run` and no wait, runs that task
+  // work without waiting (completions it posts are Ready() after). 0 or -errno (-EINTR:
+  // try again).
+  int Enter(unsigned wait, bool run = false);
+  // Completions ready to be taken (ForEachCompletion).
+  unsigned Ready() const {
+    return cq_tail_->load(std::memory_order_acquire) - cq_head_->load(std::memory_order_relaxed);
+  }
   // Calls f(user_data, res) for each completion ready now, then releases them. Returns how
   // many there were.
   template <typename F>

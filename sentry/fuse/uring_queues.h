@@ -30,6 +30,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -51,6 +52,9 @@ class UringQueues {
     size_t payload = size_t{1} << 20;
     // True when serving a request with `opcode` may wait for long (SessionLoop::MayBlock).
     std::function<bool(uint32_t opcode)> may_block;
+    // After replying, a thread polls its ring this long for the next request before
+    // sleeping (0: sleeps at once). See Run().
+    std::chrono::nanoseconds spin = std::chrono::microseconds(50);
   };
 
   // Starts the threads, each setting up its ring and entries. Never null.
