@@ -113,9 +113,10 @@ void GoferInode::InvalidateAttrs() {
 
 std::optional<Attr> GoferInode::Changed(const std::string& name) {
   shared_->Mutated();
+  // What was sent ahead of this directory's listing, and of entry `name`'s.
   if (shared_->prefetch) {
-    shared_->prefetch->Forget(this, name);  // Entry `name`, if a directory.
-    if (parent_) shared_->prefetch->Forget(parent_.get(), name_);  // This directory.
+    shared_->prefetch->Forget(qid_.path);
+    shared_->prefetch->ForgetEntry(this, name);
   }
   std::lock_guard l(mu_);
   std::optional<Attr> before = std::move(attr_);

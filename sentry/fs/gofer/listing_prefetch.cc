@@ -26,6 +26,12 @@ void ListingPrefetch::Listed(const std::shared_ptr<GoferInode>& dir, std::vector
 
 void ListingPrefetch::DropLocked(std::list<Sent>::iterator it, std::vector<Sent>& dropped) {
   index_.erase(Key{it->parent_raw, it->name});
+  for (auto [b, e] = by_path_.equal_range(it->path); b != e; ++b) {
+    if (b->second == it) {
+      by_path_.erase(b);
+      break;
+    }
+  }
   dropped.push_back(std::move(*it));
   sent_.erase(it);
 }
@@ -101,6 +107,7 @@ void ListingPrefetch::Fill(uint64_t epoch) {
     }
     sent_.push_back(std::move(s));
     index_.emplace(std::move(key), std::prev(sent_.end()));
+    by_path_.emplace(sent_.back().path, std::prev(sent_.end()));
   }
 }  // `l` is released before `dropped` goes (declared after it).
 
@@ -129,7 +136,16 @@ std::optional<ListingPrefetch::Taken> ListingPrefetch::Take(const GoferInode* pa
   return out;
 }
 
-void ListingPrefetch::Forget(const GoferInode* parent, const std::string& name) {
+void ListingPrefetch::Forget(uint64_t path) {
+  std::vector<Sent> dropped;  // Destroyed after the lock is released.
+  std::lock_guard l(mu_);
+  ++forgets_;
+  for (auto i = by_path_.find(path); i != by_path_.end(); i = by_path_.find(path)) {
+    DropLocked(i->second, dropped);
+  }
+}
+
+void ListingPrefetch::ForgetEntry(const GoferInode* parent, const std::string& name) {
   std::vector<Sent> dropped;  // Destroyed after the lock is released.
   std::lock_guard l(mu_);
   ++forgets_;

@@ -15,12 +15,14 @@
 // first (a depth-first walker's order: the subdirectories of the directory just listed are
 // next, then the siblings of the directories above it), at most kMaxPlanned of them. A
 // listing sent and not taken within kMaxAge later listings is dropped (a walk that went
-// elsewhere, or `ls`, which lists a directory without descending).
+// elsewhere, or `ls`, which lists a directory without descending). The price of a guess
+// gone wrong: `ls` of a directory with many subdirectories, followed by other listings,
+// has the gofer list up to kMaxHeld directories nobody takes.
 //
 // Validity: only changes made through this file system change the tree (the caching
 // policies this runs under, see GoferInode), and each change of a directory's entries goes
-// through GoferInode::Changed of that directory, which calls Forget. So a listing taken is
-// the directory's current one. The entries' attributes are another matter (a chmod of an
+// through GoferInode::Changed of that directory, which calls Forget with its qid. So a
+// listing taken is the directory's current one. The entries' attributes are another matter (a chmod of an
 // entry changes no listing): they are good while the file system's epoch is still the one
 // the listing was sent in, as for any listing (GoferInode::Lookup).
 //
@@ -75,9 +77,15 @@ class ListingPrefetch {
   // room is used by the next Listed().
   std::optional<Taken> Take(const GoferInode* parent, const std::string& name, uint64_t path);
 
-  // The entries of directory `name` of `parent` are about to change: a listing of it sent
-  // ahead is dropped (and waited for).
-  void Forget(const GoferInode* parent, const std::string& name);
+  // The entries of the directory with qid path `path` are about to change: a listing of it
+  // sent ahead, under whichever parent and name, is dropped (and waited for). By qid, not
+  // by inode: the inode changing it may be another than the one that will take it (a
+  // walked one, the unwalked one listed under its parent dropped meanwhile).
+  void Forget(uint64_t path);
+  // Entry `name` of `parent` is about to be removed or replaced: a listing sent of what it
+  // names is dropped. (A new directory under the name may reuse the old one's inode
+  // number, hence its qid path.)
+  void ForgetEntry(const GoferInode* parent, const std::string& name);
 
   // Listings sent ahead and not taken, at this moment (tests).
   size_t ahead() const;
@@ -124,8 +132,10 @@ class ListingPrefetch {
   const uint32_t first_bytes_;
   mutable std::mutex mu_;
   std::list<Sent> sent_;         // Guarded by mu_. Oldest first.
-  // Guarded by mu_. sent_ by parent and name (one listing per directory at most).
+  // Guarded by mu_. sent_ by parent and name (one listing per name at most), and by the
+  // directory's qid path.
   std::unordered_map<Key, std::list<Sent>::iterator, KeyHash> index_;
+  std::unordered_multimap<uint64_t, std::list<Sent>::iterator> by_path_;
   size_t sending_ = 0;           // Guarded by mu_. Slots taken by sends in progress.
   std::deque<Planned> planned_;  // Guarded by mu_. Next to send first.
   uint64_t listings_ = 0;        // Guarded by mu_. Listed() calls so far.
