@@ -576,6 +576,12 @@ auto Client::CallListing(const Req& req, Decode decode, std::stop_token stop)
     -> decltype(decode(std::declval<const Rep&>())) {
   CallState c;
   P9_RETURN_IF_ERROR(RoundTrip(c, [&](Tag tag) { return EncodeFrame(tag, req); }, stop));
+  return DecodeListing<Rep>(c, decode);
+}
+
+template <typename Rep, typename Decode>
+auto Client::DecodeListing(const CallState& c, Decode decode)
+    -> decltype(decode(std::declval<const Rep&>())) {
   P9_ASSIGN_OR_RETURN(Rep r, DecodeReply<Rep>(c));
   auto ents = decode(r);
   if (!ents.has_value()) return Break(Errno(EIO));
@@ -646,10 +652,7 @@ Result<std::pair<Qid, std::vector<DirentAttr>>> Client::ReaddirAttrResult(Ahead&
   if (a.taken_) return Errno(EINVAL);
   a.taken_ = true;
   P9_RETURN_IF_ERROR(Wait(a.c_, stop));
-  P9_ASSIGN_OR_RETURN(Rreaddirattr r, DecodeReply<Rreaddirattr>(a.c_));
-  auto ents = DecodeAttrListing(r);
-  if (!ents.has_value()) return Break(Errno(EIO));
-  return ents;
+  return DecodeListing<Rreaddirattr>(a.c_, DecodeAttrListing);
 }
 
 bool Client::Arrived(const Ahead& a) {

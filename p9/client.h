@@ -229,6 +229,11 @@ class Client {
     return r;
   }
 
+  // The listing reply in `c` (of a call that finished) decoded, as CallListing returns it.
+  template <typename Rep, typename Decode>
+  auto DecodeListing(const CallState& c, Decode decode)
+      -> decltype(decode(std::declval<const Rep&>()));
+
   Result<Tag> AllocTag(bool wait);
   // REQUIRES: `l` holds mu_ (released while waiting for a free tag).
   Result<Tag> AllocTagLocked(std::unique_lock<std::mutex>& l, bool wait);
