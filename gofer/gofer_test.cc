@@ -404,6 +404,90 @@ TEST_P(GoferRwTest, CreateWriteReadBackReachesTheHost) {
   EXPECT_EQ(Err(Walk("").Create("abs_escape", of::kRdWr, 0644)), Errno(EEXIST));
 }
 
+// Tlcreateat: the file created, opened (host fd donated), walked and its attributes in one
+// round trip; the directory fid stays as it was; a failure leaves no fid behind.
+TEST_P(GoferRwTest, CreateAtLeavesTheFileOpenedAndWalkedAndTheDirectoryAsItWas) {
+  {
+    // (Scoped: a ClientFile must not outlive its Client, which Connect() replaces.)
+    ClientFile d = Walk("dir");
+    char buf[16];
+    {
+      auto c = d.CreateAt("made", of::kRdWr, 0640);
+      ASSERT_TRUE(c.has_value()) << c.error();
+      ASSERT_TRUE(c->opened.valid());
+      ASSERT_TRUE(c->walked.valid());
+      ASSERT_TRUE(c->opened.WriteAll("payload").has_value());
+      EXPECT_EQ(ReadFile(root_dir_ / "dir" / "made"), "payload");
+      ASSERT_GE(c->opened.donated_fd(), 0);
+      ASSERT_EQ(pread(c->opened.donated_fd(), buf, sizeof(buf), 0), 7) << "the host file itself";
+      EXPECT_EQ(c->attr.valid & p9::getattr::kBasic, p9::getattr::kBasic);
+      EXPECT_TRUE(S_ISREG(c->attr.mode));
+      EXPECT_EQ(c->attr.mode & 0777, 0640u & ~GetUmask());
+      EXPECT_EQ(c->attr.size, 0u) << "as created";
+      EXPECT_EQ(c->qid, c->attr.qid);
+      // The walked fid is the new file, not opened: it stats and opens anew.
+      auto a = c->walked.GetAttr();
+      ASSERT_TRUE(a.has_value());
+      EXPECT_EQ(a->qid, c->qid);
+      EXPECT_EQ(a->size, 7u);
+      EXPECT_EQ(Err(c->walked.ReadAt(buf, 0)), Errno(EBADF)) << "not opened";
+      // Even after a rename and a replacement, the walked fid is the file created.
+      fs::rename(root_dir_ / "dir" / "made", root_dir_ / "dir" / "moved");
+      WriteFile(root_dir_ / "dir" / "made", "other");
+      EXPECT_EQ(c->walked.GetAttr()->size, 7u);
+      ASSERT_TRUE(c->walked.Open(of::kRdOnly).has_value());
+      auto n = c->walked.ReadAt(buf, 0);
+      ASSERT_TRUE(n.has_value());
+      EXPECT_EQ(std::string(buf, *n), "payload");
+    }
+    // The directory fid is as it was: unopened, it walks and creates again.
+    {
+      auto again = d.CreateAt("second", of::kWrOnly, 0600, 0, /*walked=*/false);
+      ASSERT_TRUE(again.has_value()) << again.error();
+      EXPECT_FALSE(again->walked.valid());
+    }
+    EXPECT_TRUE(d.Walk({"second"}).has_value());
+    EXPECT_EQ(Err(d.ReadAt(buf, 0)), Errno(EBADF)) << "the directory fid was not opened";
+
+    // Failures (an existing name, a symlink, a hostile name, a non-directory) leave no fid:
+    // the numbers the client hands out next (released ones first) are free on the server.
+    ClientFile top = Walk("");
+    ClientFile file = Walk("file");
+    std::vector<p9::Fid> next;
+    for (int i = 0; i < 4; ++i) next.push_back(client_->NewFid());
+    for (auto it = next.rbegin(); it != next.rend(); ++it) client_->ReleaseFid(*it);
+    EXPECT_EQ(Err(d.CreateAt("second", of::kRdWr, 0644)), Errno(EEXIST));
+    EXPECT_EQ(Err(top.CreateAt("abs_escape", of::kRdWr, 0644)), Errno(EEXIST))
+        << "O_EXCL|O_NOFOLLOW: a symlink is not followed";
+    EXPECT_EQ(Err(d.CreateAt("..", of::kRdWr, 0644)), Errno(EINVAL));
+    EXPECT_EQ(Err(file.CreateAt("x", of::kRdWr, 0644)), Errno(ENOTDIR));
+    std::set<p9::Fid> reused;
+    std::vector<ClientFile> walked;
+    for (int i = 0; i < 4; ++i) {
+      auto w = root_.Walk({"dir"});
+      ASSERT_TRUE(w.has_value()) << i << ": " << w.error();
+      reused.insert(w->fid());
+      walked.push_back(std::move(*w));
+    }
+    EXPECT_EQ(reused, std::set<p9::Fid>(next.begin(), next.end()));
+    // Fids in use or repeated are refused before anything is created.
+    const p9::Fid used = walked[0].fid();
+    for (const auto& [newfid, pathfid] : std::vector<std::pair<p9::Fid, p9::Fid>>{
+             {used, p9::kNoFid}, {7000, used}, {7000, 7000}, {d.fid(), p9::kNoFid},
+             {p9::kNoFid, 7001}}) {
+      EXPECT_EQ(Err(client_->Call(
+                    p9::Tlcreateat{d.fid(), newfid, pathfid, "n1", of::kRdWr, 0644, 0})),
+                Errno(EBADF))
+          << newfid << " " << pathfid;
+    }
+    EXPECT_FALSE(fs::exists(root_dir_ / "dir" / "n1"));
+  }
+  // Only in our dialect.
+  Connect(false, p9::kVersion9P2000L);
+  EXPECT_EQ(Err(Walk("dir").CreateAt("plain", of::kRdWr, 0644)), Errno(ENOSYS));
+  EXPECT_FALSE(fs::exists(root_dir_ / "dir" / "plain"));
+}
+
 TEST_P(GoferRwTest, DirectoryOperationsAndErrnos) {
   ClientFile r = Walk("");
   ASSERT_TRUE(r.Mkdir("m", 0755).has_value());

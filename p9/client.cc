@@ -261,6 +261,7 @@ Result<Tag> Client::AllocTagLocked(std::unique_lock<std::mutex>& l, bool wait) {
     if (!free_tags_.empty()) {
       Tag t = free_tags_.back();
       free_tags_.pop_back();
+      requests_.fetch_add(1, std::memory_order_relaxed);
       return t;
     }
     if (!wait) return Errno(EAGAIN);

@@ -53,6 +53,8 @@ class Client {
   bool extended() const { return version_ == kVersion9P2000LExt; }
   // True when the server donates host fds with Rlopen/Rlcreate (our dialect).
   bool fd_donation() const { return extended(); }
+  // Requests sent so far (each took a tag): for tests and benchmarks that count round trips.
+  uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
 
   // Sends `req` and waits for its reply. Rlerror becomes its errno. Fds that arrive with the
   // reply go to `fds_out` (closed when null). When `stop` is requested before the reply, a
@@ -270,6 +272,7 @@ class Client {
   std::string version_;
   FrameReader reader_;  // Used only by the current leader.
 
+  std::atomic<uint64_t> requests_{0};
   std::mutex send_mu_;  // Guards the three below. Leaf lock.
   bool sending_ = false;             // A caller is writing to the socket.
   std::vector<char> send_queue_;     // Whole frames waiting for that caller to send them.

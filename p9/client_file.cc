@@ -124,6 +124,26 @@ Result<Rlcreate> ClientFile::Create(const std::string& name, uint32_t flags, uin
   return r;
 }
 
+Result<ClientFile::CreatedAt> ClientFile::CreateAt(const std::string& name, uint32_t flags,
+                                                   uint32_t mode, uint32_t gid,
+                                                   bool walked) const {
+  if (client_ == nullptr) return Errno(EBADF);
+  Tlcreateat req{fid_, client_->NewFid(), walked ? client_->NewFid() : kNoFid, name,
+                 flags, mode, gid};
+  std::vector<UniqueFd> fds;
+  auto r = client_->Call(req, &fds);
+  if (!r.has_value()) {
+    client_->ReleaseFid(req.newfid);
+    if (walked) client_->ReleaseFid(req.pathfid);
+    return r.error();
+  }
+  CreatedAt c{ClientFile(*client_, req.newfid),
+              walked ? ClientFile(*client_, req.pathfid) : ClientFile(), r->qid, r->iounit,
+              std::move(r->attr)};
+  if (!fds.empty()) c.opened.donated_ = std::move(fds[0]);
+  return c;
+}
+
 Result<size_t> ClientFile::ReadAt(std::span<char> dst, uint64_t offset) const {
   return client_->Read(fid_, offset, dst);
 }

@@ -51,6 +51,12 @@ class ClientFile {
   Result<Rlcreate> Create(const std::string& name, uint32_t flags, uint32_t mode,
                           uint32_t gid = 0);
   int donated_fd() const { return donated_.get(); }
+  // Tlcreateat (our dialect, cxx.4; ENOSYS from others) in this directory, which stays as it
+  // was: the new file opened (with the donated host fd, if any), walked unless `!walked`,
+  // and its attributes, in one round trip.
+  struct CreatedAt;  // Below.
+  Result<CreatedAt> CreateAt(const std::string& name, uint32_t flags, uint32_t mode,
+                             uint32_t gid = 0, bool walked = true) const;
 
   Result<size_t> ReadAt(std::span<char> dst, uint64_t offset) const;
   // All of dst, or up to the end of the file: Client::ReadFull (regular files only).
@@ -138,6 +144,15 @@ class ClientFile {
   Client* client_ = nullptr;
   Fid fid_ = kNoFid;
   UniqueFd donated_;
+};
+
+// What ClientFile::CreateAt made.
+struct ClientFile::CreatedAt {
+  ClientFile opened;
+  ClientFile walked;  // Invalid unless asked for.
+  Qid qid;
+  uint32_t iounit = 0;
+  Rgetattr attr;  // valid = 0 where the server could not tell.
 };
 
 // A directory listed with Treaddirattr (ClientFile::ListAttr).

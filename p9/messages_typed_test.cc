@@ -191,6 +191,33 @@ TEST(GoldenTest, Tlcreate) {
   EXPECT_EQ(Bytes8(Wire(Tlcreate{1, "fn", 0x8042, 0100644, 100}, 9)), want);
 }
 
+TEST(GoldenTest, Tlcreateat) {
+  // size[4] Tlcreateat(134) tag[2] dfid[4] newfid[4] pathfid[4] name[s] flags[4] mode[4] gid[4]
+  std::vector<unsigned char> want = {0, 0, 0, 0, 134, 9, 0,                 // header
+                                     1, 0, 0, 0, 2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,  // fids
+                                     2, 0, 'f', 'n',                              // name
+                                     0x42, 0x80, 0, 0, 0xa4, 0x81, 0, 0, 100, 0, 0, 0};
+  want[0] = static_cast<unsigned char>(want.size());
+  EXPECT_EQ(Bytes8(Wire(Tlcreateat{1, 2, kNoFid, "fn", 0x8042, 0100644, 100}, 9)), want);
+}
+
+TEST(GoldenTest, RlcreateatIsRlcreateThenAnRgetattrBody) {
+  Rlcreateat r;
+  r.qid = Qid{kQtFile, 0, 42};
+  r.iounit = 8192;
+  r.attr.valid = getattr::kBasic;
+  r.attr.qid = r.qid;
+  r.attr.size = 5;
+  std::vector<char> w = Wire(r, 3);
+  ASSERT_EQ(w.size(), 7u + 13 + 4 + 153);  // An Rgetattr body is 153 bytes.
+  EXPECT_EQ(static_cast<unsigned char>(w[4]), 135);
+  uint32_t iounit;
+  std::memcpy(&iounit, &w[20], 4);
+  EXPECT_EQ(iounit, 8192u);
+  std::vector<char> g = Wire(r.attr, 3);
+  EXPECT_TRUE(std::equal(w.begin() + 24, w.end(), g.begin() + 7)) << "the Rgetattr body";
+}
+
 TEST(GoldenTest, RgetattrLayout) {
   // size[4] Rgetattr(25) tag[2] valid[8] qid[13] mode[4] uid[4] gid[4] nlink[8] rdev[8]
   // size[8] blksize[8] blocks[8] atime[16] mtime[16] ctime[16] btime[16] gen[8] data_version[8]

@@ -34,8 +34,10 @@ inline constexpr char kVersionUnknown[] = "unknown";
 //  * Treaddirattr (messages.h, cxx.3): a listing whose entries carry their attributes, of a
 //    directory fid or of one walked to from it for the listing alone, so a client knows
 //    every entry without walking it.
+//  * Tlcreateat (messages.h, cxx.4): create, open and walk a new file in one round trip,
+//    leaving the directory fid as it was.
 // Offered by our client, accepted by our server; anyone else answers "9P2000.L".
-inline constexpr char kVersion9P2000LExt[] = "9P2000.L.cxx.3";
+inline constexpr char kVersion9P2000LExt[] = "9P2000.L.cxx.4";
 
 // Message header: size[4] type[1] tag[2]. size counts the whole message, header included.
 inline constexpr size_t kHeaderSize = 7;

@@ -40,6 +40,7 @@ def readdir(tag, fid, off, n): return frame(40, tag, struct.pack("<IQI", fid, of
 def getattr_(tag, fid): return frame(24, tag, struct.pack("<IQ", fid, 0x3fff))
 def clunk(tag, fid): return frame(120, tag, struct.pack("<I", fid))
 def flush(tag, old): return frame(108, tag, struct.pack("<H", old))
+def lcreateat(tag, dfid, newfid, pathfid, name, flags, mode): return frame(134, tag, struct.pack("<III", dfid, newfid, pathfid) + s(name) + struct.pack("<III", flags, mode, 0))
 def lcreate(tag, fid, name, flags, mode): return frame(14, tag, struct.pack("<I", fid) + s(name) + struct.pack("<III", flags, mode, 0))
 def mkdir(tag, dfid, name): return frame(72, tag, struct.pack("<I", dfid) + s(name) + struct.pack("<II", 0o755, 0))
 def symlink(tag, fid, name, target): return frame(16, tag, struct.pack("<I", fid) + s(name) + s(target) + struct.pack("<I", 0))
@@ -60,6 +61,7 @@ SERVER = {
     "readdirattr": readdirattr(2, 0, 0xFFFFFFFF, 1, 0, 4096) + readdirattr(3, 0, 1, 0, 0, 300, "d") + readdirattr(4, 1, 2, 0, 0, 4096) + readdirattr(5, 0, 3, 0, 0, 4096, "d", "up") + readdirattr(6, 0, 0, 0, 0, 4096, "..") + getattr_(7, 1),
     "walkgetattr": walkgetattr(2, 0, 1, "d", "e") + getattr_(3, 1) + walkgetattr(4, 0, 5, "d", "up", "x"),
     "create_write": lcreate(2, 0, "n", 2 | 0o100, 0o644) + write(3, 0, 0, b"hello") + read(4, 0, 0, 10),
+    "lcreateat": lcreateat(2, 0, 1, 2, "n", 2, 0o644) + write(3, 1, 0, b"hi") + getattr_(4, 2) + lopen(5, 2, 0) + lcreateat(6, 0, 3, 3, "m", 2, 0o644) + lcreateat(7, 0, 4, 0xFFFFFFFF, "n", 2, 0o644) + lcreateat(8, 2, 5, 6, "x", 0, 0o644) + lcreateat(9, 0, 0, 6, "y", 0, 0o644),
     "create_in_clone": walk(2, 0, 1) + lcreate(3, 1, "n", 2 | 0o100, 0o644) + write(4, 1, 5, b"x" * 64) + clunk(5, 1),
     "mkdir_symlink": mkdir(2, 0, "m") + symlink(3, 0, "s", "/etc/passwd") + walk(4, 0, 1, "s") + readlink(5, 1) + lopen(6, 1, 0),
     "escape": walk(2, 0, 1, "d", "up") + lopen(3, 1, 0) + walk(4, 0, 2, "..") + walk(5, 0, 3, "d", "..", "a"),
@@ -73,7 +75,7 @@ SERVER = {
 
 
 def qid(t=0x80, v=0, path=1): return struct.pack("<BIQ", t, v, path)
-def rversion(msize=65536, v="9P2000.L.cxx.3"): return frame(101, 0xFFFF, struct.pack("<I", msize) + s(v))
+def rversion(msize=65536, v="9P2000.L.cxx.4"): return frame(101, 0xFFFF, struct.pack("<I", msize) + s(v))
 def rattach(tag): return frame(105, tag, qid())
 def rwalk(tag, n): return frame(111, tag, struct.pack("<H", n) + b"".join(qid(0, 0, i + 2) for i in range(n)))
 def rgetattr(tag): return frame(25, tag, struct.pack("<Q", 0x7ff) + qid() + struct.pack("<III", 0o40755, 0, 0) + struct.pack("<" + "Q" * 15, *([1] * 15)))

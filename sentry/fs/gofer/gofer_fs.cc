@@ -27,6 +27,7 @@ constexpr uint32_t kPrefetchFirstBytes = 16 * 1024;
 
 CachePolicy GoferFs::cache() const { return shared_->cache; }
 bool GoferFs::fd_donation() const { return shared_->client->fd_donation(); }
+uint64_t GoferFs::requests() const { return shared_->client->requests(); }
 size_t GoferFs::listings_ahead() const {
   return shared_->prefetch ? shared_->prefetch->ahead() : 0;
 }

@@ -33,6 +33,8 @@ class GoferFs : public vfs::Filesystem {
   bool fd_donation() const;
   // Directory listings sent ahead of a tree walker and not yet taken (listing_prefetch.h).
   size_t listings_ahead() const;
+  // Requests sent to the gofer so far (p9::Client::requests): for tests counting round trips.
+  uint64_t requests() const;
 
   struct Shared;  // The client and policy, shared by every inode (gofer_shared.h).
 

@@ -412,6 +412,44 @@ TEST_P(GoferFsTest, KnownNamesFollowOurChanges) {
   EXPECT_EQ(hfs::exists(dir_ / "d" / "sub"), true);
 }
 
+// In our dialect a file is created, opened and known in one round trip (Tlcreateat), not
+// three (a clone of the directory's fid, Tlcreate, a walk of the new name); under the
+// caching policies its attributes come along, so the stat after it asks nothing.
+TEST_P(GoferFsTest, CreatingAFileIsOneRoundTrip) {
+  auto made = root_.dentry->inode()->Mkdir("d", 0755, 0, 0);
+  ASSERT_TRUE(made.has_value());
+  vfs::Inode& d = **made;
+  const bool caches = GetParam() == CachePolicy::kFscache ||
+                      GetParam() == CachePolicy::kFscacheWritethrough;
+  uint64_t before = fs_->requests();
+  auto c = d.Create("f", 0640, O_RDWR, 0, 0);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(fs_->requests() - before, 1u);
+  before = fs_->requests();
+  auto a = c->inode->GetAttr();
+  ASSERT_TRUE(a.has_value());
+  EXPECT_TRUE(S_ISREG(a->mode));
+  EXPECT_EQ(a->mode & 0777, 0640u & ~[] { mode_t m = umask(0); umask(m); return m; }());
+  EXPECT_EQ(a->size, 0u);
+  EXPECT_EQ(fs_->requests() - before, caches ? 0u : 1u);
+  // The low 56 bits of a qid path are the host's inode number (gofer/attach_point.h).
+  struct stat st;
+  ASSERT_EQ(stat((dir_ / "d" / "f").c_str(), &st), 0);
+  EXPECT_EQ(a->ino & ((uint64_t{1} << 56) - 1), st.st_ino) << "the inode is the file created";
+  ASSERT_TRUE(c->file->WriteAt(std::span<const char>("data", 4), 0).has_value());
+  c->file.reset();  // Writes back (fscache).
+  EXPECT_EQ(HostRead("d/f"), "data");
+  EXPECT_TRUE(vfs_->Stat(root_, "/d/f").has_value()) << "the name is known";
+  // A regular file made by mknod: the same message, its opened fid clunked without waiting.
+  before = fs_->requests();
+  auto m = d.Mknod("n", S_IFREG | 0600, 0, 0, 0);
+  ASSERT_TRUE(m.has_value()) << m.error();
+  EXPECT_EQ(fs_->requests() - before, 2u);
+  EXPECT_TRUE(hfs::is_regular_file(dir_ / "d" / "n"));
+  EXPECT_EQ(Err(d.Create("f", 0644, O_RDWR, 0, 0)), Errno(EEXIST));
+  EXPECT_EQ(Err(d.Mknod("n", S_IFREG | 0644, 0, 0, 0)), Errno(EEXIST));
+}
+
 // fsx-style: random creates, opens, writes, reads, truncates, renames, unlinks and closes on
 // a few files through the sentry VFS, with several handles open at once, against a model;
 // every read and size is checked as it happens, and the host holds the model once every

@@ -416,20 +416,23 @@ Result<std::shared_ptr<Inode>> GoferInode::Lookup(const std::string& name) {
     }
   }
   auto child = WalkChild(name);
-  if (shared_->CachesAttrs() && (child.has_value() || child.error() == Errno(ENOENT))) {
-    std::lock_guard l(mu_);
-    if (!child.has_value()) negative_.insert(name);
-    if (names_) {
-      if (child.has_value()) {
-        names_->insert(name);
-      } else {
-        names_->erase(name);
-      }
-      uncertain_.erase(name);
-    }
-  }
+  if (child.has_value() || child.error() == Errno(ENOENT)) Found(name, child.has_value());
   if (!child.has_value()) return child.error();
   return std::shared_ptr<Inode>(*child);
+}
+
+void GoferInode::Found(const std::string& name, bool exists) {
+  if (!shared_->CachesAttrs()) return;
+  std::lock_guard l(mu_);
+  if (!exists) negative_.insert(name);
+  if (names_) {
+    if (exists) {
+      names_->insert(name);
+    } else {
+      names_->erase(name);
+    }
+    uncertain_.erase(name);
+  }
 }
 
 void GoferInode::Remember(const std::string& name, const std::shared_ptr<GoferInode>& child) {
@@ -452,6 +455,17 @@ Result<std::shared_ptr<Inode>> GoferInode::Created(const std::string& name) {
   return c;
 }
 
+std::shared_ptr<GoferInode> GoferInode::Created(const std::string& name,
+                                                ClientFile::CreatedAt& c) {
+  auto child = std::make_shared<GoferInode>(shared_, std::move(c.walked), c.qid);
+  if (shared_->CachesAttrs() && (c.attr.valid & p9::getattr::kBasic) == p9::getattr::kBasic) {
+    child->attr_ = ToAttr(c.attr);
+  }
+  Found(name, true);
+  child->KnownWithoutCapabilities();
+  return child;
+}
+
 bool GoferInode::CacheLookups() const { return shared_->CachesAttrs(); }
 
 bool GoferInode::Revalidate(const std::string& name, Inode& child) {
@@ -468,6 +482,13 @@ Result<std::shared_ptr<Inode>> GoferInode::Mknod(const std::string& name, uint32
   (void)uid;
   P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
   auto before = Changed(name);
+  if ((mode & S_IFMT) == S_IFREG && shared_->client->extended()) {
+    // One round trip; the opened fid is clunked without waiting.
+    P9_ASSIGN_OR_RETURN(ClientFile::CreatedAt c,
+                        fid->CreateAt(name, p9::open_flags::kRdOnly, mode & 07777, gid));
+    Touched(std::move(before));
+    return std::shared_ptr<Inode>(Created(name, c));
+  }
   if ((mode & S_IFMT) == S_IFREG) {
     P9_ASSIGN_OR_RETURN(ClientFile clone, fid->Walk({}));
     P9_RETURN_IF_ERROR(clone.Create(name, p9::open_flags::kRdOnly, mode & 07777, gid));
@@ -485,16 +506,26 @@ Result<Inode::CreatedFile> GoferInode::Create(const std::string& name, uint32_t 
   auto before = Changed(name);
   uint32_t f = static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(O_CLOEXEC | O_NOCTTY);
   if (shared_->CachesAttrs()) f = PageCacheBackendFlags(f);
-  P9_ASSIGN_OR_RETURN(ClientFile clone, fid->Walk({}));
-  P9_RETURN_IF_ERROR(clone.Create(name, f, mode & 07777, gid));
-  Touched(std::move(before));
-  P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode, Created(name));
-  auto child = std::static_pointer_cast<GoferInode>(inode);
+  ClientFile opened;
+  std::shared_ptr<GoferInode> child;
+  if (shared_->client->extended()) {
+    // One round trip: the file created, opened, walked (for the inode) and its attributes.
+    P9_ASSIGN_OR_RETURN(ClientFile::CreatedAt c, fid->CreateAt(name, f, mode & 07777, gid));
+    Touched(std::move(before));
+    opened = std::move(c.opened);
+    child = Created(name, c);
+  } else {
+    P9_ASSIGN_OR_RETURN(opened, fid->Walk({}));
+    P9_RETURN_IF_ERROR(opened.Create(name, f, mode & 07777, gid));
+    Touched(std::move(before));
+    P9_ASSIGN_OR_RETURN(std::shared_ptr<Inode> inode, Created(name));
+    child = std::static_pointer_cast<GoferInode>(inode);
+  }
   std::shared_ptr<PageCache> pc;
   if (shared_->CachesAttrs()) {
     P9_ASSIGN_OR_RETURN(pc, child->Pages());
   }
-  return CreatedFile{inode, std::make_unique<GoferFile>(child, shared_, std::move(clone), pc,
+  return CreatedFile{child, std::make_unique<GoferFile>(child, shared_, std::move(opened), pc,
                                                         flags, /*regular=*/true)};
 }
 

@@ -129,6 +129,8 @@ class GoferInode : public vfs::Inode {
   p9::Result<std::shared_ptr<GoferInode>> WalkChild(const std::string& name);
 
   p9::Result<std::shared_ptr<vfs::Inode>> Lookup(const std::string& name) override;
+  // What a walk (or a create) of `name` here found: it exists or it does not.
+  void Found(const std::string& name, bool exists);
   // Records unwalked child `child` under `name` (for Settle). REQUIRES: mu_ held.
   void Remember(const std::string& name, const std::shared_ptr<GoferInode>& child);
 
@@ -137,6 +139,8 @@ class GoferInode : public vfs::Inode {
 
   // The inode of `name`, just created here by us.
   p9::Result<std::shared_ptr<vfs::Inode>> Created(const std::string& name);
+  // The same from a Tlcreateat's reply (its walked fid and attributes), without a walk.
+  std::shared_ptr<GoferInode> Created(const std::string& name, p9::ClientFile::CreatedAt& c);
 
   bool CacheLookups() const override;
 
@@ -147,8 +151,9 @@ class GoferInode : public vfs::Inode {
   p9::Result<std::shared_ptr<vfs::Inode>> Mknod(const std::string& name, uint32_t mode,
                                                 uint64_t rdev, uint32_t uid, uint32_t gid) override;
 
-  // Tlcreate on a clone of this directory's fid leaves the clone as the opened new file, so
-  // create-and-open is Twalk, Tlcreate and the Twalkgetattr of the new name.
+  // In our dialect one Tlcreateat, which leaves the new file opened and walked, with its
+  // attributes. Elsewhere Tlcreate on a clone of this directory's fid, which leaves the clone
+  // as the opened new file: create-and-open is Twalk, Tlcreate and a walk of the new name.
   p9::Result<CreatedFile> Create(const std::string& name, uint32_t mode, int flags, uint32_t uid,
                                  uint32_t gid) override;
 
