@@ -304,6 +304,67 @@ TEST_P(GoferTest, AFlushedQueuedReadIsNeverServed) {
   close(rb_host);
 }
 
+// Twalkopen: a walk (or a clone) and its open in one round trip, the host fd donated; all
+// or nothing; the fid walked from stays as it was.
+TEST_P(GoferTest, WalkOpenOpensWhatAWalkReachesInOneRoundTrip) {
+  {
+    // (Scoped: a ClientFile must not outlive its Client, which Connect() replaces.)
+    ClientFile f = Walk("file");
+    char buf[32];
+    const uint64_t before = client_->requests();
+    auto c = f.WalkOpen({}, of::kRdOnly);
+    ASSERT_TRUE(c.has_value()) << c.error();
+    EXPECT_EQ(client_->requests() - before, 1u);
+    EXPECT_EQ(c->second.qid, f.GetAttr()->qid);
+    auto n = c->first.ReadAt(buf, 0);
+    ASSERT_TRUE(n.has_value()) << n.error();
+    EXPECT_EQ(std::string(buf, *n), "hello world");
+    ASSERT_GE(c->first.donated_fd(), 0);
+    EXPECT_EQ(pread(c->first.donated_fd(), buf, 5, 0), 5);
+    EXPECT_EQ(Err(f.ReadAt(buf, 0)), Errno(EBADF)) << "the fid walked from is not opened";
+    auto again = f.WalkOpen({}, of::kRdOnly);
+    ASSERT_TRUE(again.has_value()) << "and clones and opens again";
+
+    auto deep = root_.WalkOpen({"dir", "sub"}, of::kRdOnly | of::kDirectory);
+    ASSERT_TRUE(deep.has_value()) << deep.error();
+    EXPECT_TRUE(deep->first.ReaddirAll().has_value());
+    // What a walk reaches may block at open (a FIFO): served away from the reading thread.
+    auto fifo = root_.WalkOpen({"fifo"}, of::kRdOnly);
+    ASSERT_TRUE(fifo.has_value()) << fifo.error();
+    EXPECT_GE(fifo->first.donated_fd(), 0);
+    if (read_only()) {
+      EXPECT_EQ(Err(f.WalkOpen({}, of::kRdWr)), Errno(EROFS));
+    }
+
+    // Failures leave no fid: the numbers handed out next are free on the server.
+    std::vector<p9::Fid> next;
+    for (int i = 0; i < 3; ++i) next.push_back(client_->NewFid());
+    for (auto it = next.rbegin(); it != next.rend(); ++it) client_->ReleaseFid(*it);
+    EXPECT_EQ(Err(root_.WalkOpen({"dir", "missing"}, of::kRdOnly)), Errno(ENOENT))
+        << "partial";
+    EXPECT_EQ(Err(root_.WalkOpen({"abs_escape"}, of::kRdOnly)), Errno(ELOOP))
+        << "a symlink is walked to, never opened";
+    EXPECT_EQ(Err(root_.WalkOpen({"dir"}, of::kRdWr)),
+              read_only() ? Errno(EROFS) : Errno(EISDIR));
+    EXPECT_EQ(Err(root_.WalkOpen({".."}, of::kRdOnly)), Errno(EINVAL));
+    std::set<p9::Fid> reused;
+    std::vector<ClientFile> walked;
+    for (int i = 0; i < 3; ++i) {
+      auto w = root_.Walk({"dir"});
+      ASSERT_TRUE(w.has_value()) << i << ": " << w.error();
+      reused.insert(w->fid());
+      walked.push_back(std::move(*w));
+    }
+    EXPECT_EQ(reused, std::set<p9::Fid>(next.begin(), next.end()));
+    EXPECT_EQ(Err(client_->Call(p9::Twalkopen{f.fid(), f.fid(), of::kRdOnly, {}})),
+              Errno(EBADF));
+    EXPECT_EQ(Err(client_->Call(p9::Twalkopen{f.fid(), walked[0].fid(), of::kRdOnly, {}})),
+              Errno(EBADF));
+  }
+  Connect(read_only(), p9::kVersion9P2000L);
+  EXPECT_EQ(Err(Walk("file").WalkOpen({}, of::kRdOnly)), Errno(ENOSYS));
+}
+
 TEST_P(GoferTest, ReadsRegularFilesAndDirectories) {
   ClientFile f = Walk("file");
   ASSERT_TRUE(f.Open(of::kRdOnly).has_value());

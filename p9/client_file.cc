@@ -124,6 +124,22 @@ Result<Rlcreate> ClientFile::Create(const std::string& name, uint32_t flags, uin
   return r;
 }
 
+Result<std::pair<ClientFile, Rwalkopen>> ClientFile::WalkOpen(
+    const std::vector<std::string>& names, uint32_t flags) const {
+  if (client_ == nullptr) return Errno(EBADF);
+  if (names.size() > kMaxWalkElements) return Errno(E2BIG);
+  Twalkopen req{fid_, client_->NewFid(), flags, names};
+  std::vector<UniqueFd> fds;
+  auto r = client_->Call(req, &fds);
+  if (!r.has_value()) {
+    client_->ReleaseFid(req.newfid);
+    return r.error();
+  }
+  ClientFile f(*client_, req.newfid);
+  if (!fds.empty()) f.donated_ = std::move(fds[0]);
+  return std::make_pair(std::move(f), *r);
+}
+
 Result<ClientFile::CreatedAt> ClientFile::CreateAt(const std::string& name, uint32_t flags,
                                                    uint32_t mode, uint32_t gid,
                                                    bool walked) const {

@@ -47,6 +47,11 @@ class ClientFile {
   Result<void> SetAttr(const Tsetattr& attr) const;  // attr.fid is filled in.
   // Tlopen. Keeps a donated host fd, if the server sent one (donated_fd()).
   Result<Rlopen> Open(uint32_t flags);
+  // Twalkopen (our dialect, cxx.4; ENOSYS from others): Walk(names) and Open(flags) of the
+  // new fid in one round trip (no names: a clone of this fid, opened). A partial walk is
+  // ENOENT. The result keeps a donated host fd, if the server sent one.
+  Result<std::pair<ClientFile, Rwalkopen>> WalkOpen(const std::vector<std::string>& names,
+                                                    uint32_t flags) const;
   // Tlcreate in this directory; this fid becomes the new, opened file.
   Result<Rlcreate> Create(const std::string& name, uint32_t flags, uint32_t mode,
                           uint32_t gid = 0);

@@ -65,6 +65,11 @@
 //     whatever the name names by then). The attributes (getattr::kBasic) are the new
 //     file's. Creating, opening and knowing a file in one round trip instead of three (a
 //     clone, Tlcreate, a walk of the name).
+//   Twalkopen fid[4] newfid[4] flags[4] nwname[2] wname[s]*   Rwalkopen qid[13] iounit[4]
+//     (cxx.4) Twalk of `wname` from `fid` to newfid (no names: a clone) and Tlopen of newfid
+//     with `flags`, in one round trip; fid stays as it was and newfid must differ from it.
+//     All or nothing: a partial walk is ENOENT and a failed open leaves no newfid. The
+//     opened host fd is donated as Rlopen's.
 #ifndef P9_MESSAGES_H_
 #define P9_MESSAGES_H_
 
@@ -142,7 +147,9 @@ namespace p9 {
   X(Treaddirattr, 132)      \
   X(Rreaddirattr, 133)      \
   X(Tlcreateat, 134)        \
-  X(Rlcreateat, 135)
+  X(Rlcreateat, 135)        \
+  X(Twalkopen, 136)         \
+  X(Rwalkopen, 137)
 
 // The requests (T messages), for dispatch tables.
 #define P9_REQUEST_TYPES(X) \
@@ -176,7 +183,8 @@ namespace p9 {
   X(Tremove)                \
   X(Twalkgetattr)           \
   X(Treaddirattr)           \
-  X(Tlcreateat)
+  X(Tlcreateat)             \
+  X(Twalkopen)
 
 enum class MsgType : uint8_t {
 #define P9_ENUM_(name, num) k##name = num,
@@ -324,6 +332,14 @@ struct Rlcreateat {
   Rgetattr attr;  // Of the new file; valid = 0 where the server could not tell.
   P9_FIELDS(qid, iounit, attr)
   bool operator==(const Rlcreateat&) const = default;
+};
+
+struct Rwalkopen {
+  static constexpr MsgType kType = MsgType::kRwalkopen;
+  Qid qid;
+  uint32_t iounit = 0;
+  P9_FIELDS(qid, iounit)
+  bool operator==(const Rwalkopen&) const = default;
 };
 
 struct Rxattrwalk {
@@ -499,6 +515,17 @@ struct Tlcreateat {
   uint32_t gid = 0;
   P9_FIELDS(dfid, newfid, pathfid, name, flags, mode, gid)
   bool operator==(const Tlcreateat&) const = default;
+};
+
+struct Twalkopen {
+  static constexpr MsgType kType = MsgType::kTwalkopen;
+  using Response = Rwalkopen;
+  Fid fid = 0;
+  Fid newfid = 0;
+  uint32_t flags = 0;  // open_flags::
+  std::vector<std::string> names;
+  P9_FIELDS(fid, newfid, flags, names)
+  bool operator==(const Twalkopen&) const = default;
 };
 
 struct Tsymlink {

@@ -35,7 +35,8 @@ inline constexpr char kVersionUnknown[] = "unknown";
 //    directory fid or of one walked to from it for the listing alone, so a client knows
 //    every entry without walking it.
 //  * Tlcreateat (messages.h, cxx.4): create, open and walk a new file in one round trip,
-//    leaving the directory fid as it was.
+//    leaving the directory fid as it was; Twalkopen (cxx.4): walk (or clone) and open in
+//    one round trip.
 // Offered by our client, accepted by our server; anyone else answers "9P2000.L".
 inline constexpr char kVersion9P2000LExt[] = "9P2000.L.cxx.4";
 

@@ -288,6 +288,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case MsgType::kTlcreate:
       case MsgType::kTlcreateat:
         return FileMayBlock(u32(0)) ? Wait::kUnbound : Wait::kBrief;
+      case MsgType::kTwalkopen: {  // fid[4] newfid[4] flags[4] nwname[2] ...
+        // A clone opens the fid's own file, whose backend says whether it may block; what a
+        // walk reaches is known only after it, so it may be a FIFO: away from the leader.
+        const bool clone = b.size() >= 14 && LoadU16(b.data() + 12) == 0;
+        if (!clone) return Wait::kUnbound;
+        return FileMayBlock(u32(0)) ? Wait::kUnbound : Wait::kBrief;
+      }
       default:
         return Wait::kBrief;
     }
@@ -734,6 +741,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     x.fd = std::move(c.donate);
     return r;
+  }
+
+  Result<Rwalkopen> Op(const Twalkopen& req, ReplyExtras& x) {
+    if (!fd_donation()) return Errno(ENOSYS);  // Our dialect only.
+    for (const auto& n : req.names) P9_RETURN_IF_ERROR(ValidateName(n));
+    P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.fid));
+    if (req.newfid == req.fid || FidInUse(req.newfid)) return Errno(EBADF);
+    P9_ASSIGN_OR_RETURN(WalkResult w, ff.second->Walk(req.names));
+    if (w.qids.size() != req.names.size() || !w.file) return Errno(ENOENT);  // Partial.
+    P9_ASSIGN_OR_RETURN(OpenResult o, w.file->Open(req.flags));
+    auto opened = std::make_shared<ServerFid>(std::move(w.file));
+    opened->opened = true;
+    opened->open_flags = req.flags;
+    P9_RETURN_IF_ERROR(InsertFid(req.newfid, std::move(opened)));
+    x.fd = std::move(o.donate);
+    return Rwalkopen{o.qid, o.iounit};
   }
 
   Result<Rread> Op(const Tread& req, ReplyExtras& x) {

@@ -41,6 +41,7 @@ def getattr_(tag, fid): return frame(24, tag, struct.pack("<IQ", fid, 0x3fff))
 def clunk(tag, fid): return frame(120, tag, struct.pack("<I", fid))
 def flush(tag, old): return frame(108, tag, struct.pack("<H", old))
 def lcreateat(tag, dfid, newfid, pathfid, name, flags, mode): return frame(134, tag, struct.pack("<III", dfid, newfid, pathfid) + s(name) + struct.pack("<III", flags, mode, 0))
+def walkopen(tag, fid, newfid, flags, *names): return frame(136, tag, struct.pack("<IIIH", fid, newfid, flags, len(names)) + b"".join(s(n) for n in names))
 def lcreate(tag, fid, name, flags, mode): return frame(14, tag, struct.pack("<I", fid) + s(name) + struct.pack("<III", flags, mode, 0))
 def mkdir(tag, dfid, name): return frame(72, tag, struct.pack("<I", dfid) + s(name) + struct.pack("<II", 0o755, 0))
 def symlink(tag, fid, name, target): return frame(16, tag, struct.pack("<I", fid) + s(name) + s(target) + struct.pack("<I", 0))
@@ -62,6 +63,7 @@ SERVER = {
     "walkgetattr": walkgetattr(2, 0, 1, "d", "e") + getattr_(3, 1) + walkgetattr(4, 0, 5, "d", "up", "x"),
     "create_write": lcreate(2, 0, "n", 2 | 0o100, 0o644) + write(3, 0, 0, b"hello") + read(4, 0, 0, 10),
     "lcreateat": lcreateat(2, 0, 1, 2, "n", 2, 0o644) + write(3, 1, 0, b"hi") + getattr_(4, 2) + lopen(5, 2, 0) + lcreateat(6, 0, 3, 3, "m", 2, 0o644) + lcreateat(7, 0, 4, 0xFFFFFFFF, "n", 2, 0o644) + lcreateat(8, 2, 5, 6, "x", 0, 0o644) + lcreateat(9, 0, 0, 6, "y", 0, 0o644),
+    "walkopen": walkopen(2, 0, 1, 0, "a") + read(3, 1, 0, 10) + walkopen(4, 1, 2, 0) + walkopen(5, 0, 3, 0, "d", "missing") + walkopen(6, 0, 0, 0) + walkopen(7, 0, 4, 0o200000, "d", "e") + readdir(8, 4, 0, 4096) + walkopen(9, 0, 5, 0, "d", "up"),
     "create_in_clone": walk(2, 0, 1) + lcreate(3, 1, "n", 2 | 0o100, 0o644) + write(4, 1, 5, b"x" * 64) + clunk(5, 1),
     "mkdir_symlink": mkdir(2, 0, "m") + symlink(3, 0, "s", "/etc/passwd") + walk(4, 0, 1, "s") + readlink(5, 1) + lopen(6, 1, 0),
     "escape": walk(2, 0, 1, "d", "up") + lopen(3, 1, 0) + walk(4, 0, 2, "..") + walk(5, 0, 3, "d", "..", "a"),

@@ -450,6 +450,28 @@ TEST_P(GoferFsTest, CreatingAFileIsOneRoundTrip) {
   EXPECT_EQ(Err(d.Mknod("n", S_IFREG | 0644, 0, 0, 0)), Errno(EEXIST));
 }
 
+// In our dialect opening a known file is one round trip (Twalkopen: the clone of the
+// inode's fid and its Tlopen), and the file opened is the inode's.
+TEST_P(GoferFsTest, OpeningAKnownFileIsOneRoundTrip) {
+  auto made = root_.dentry->inode()->Lookup("hello");
+  ASSERT_TRUE(made.has_value());
+  vfs::Inode& f = **made;
+  for (int flags : {O_RDONLY, O_RDWR}) {
+    const uint64_t before = fs_->requests();
+    auto h = f.Open(flags);
+    ASSERT_TRUE(h.has_value()) << h.error();
+    EXPECT_EQ(fs_->requests() - before, revalidates() ? 2u : 1u)
+        << "(and a Tgetattr where attributes are not cached)";
+    std::string out(32, '\0');
+    auto n = (*h)->ReadAt(std::span<char>(out.data(), out.size()), 0);
+    ASSERT_TRUE(n.has_value()) << n.error();
+    EXPECT_EQ(out.substr(0, *n), "hello host");
+  }
+  std::ofstream(dir_ / "hello", std::ios::trunc) << "changed";
+  hfs::remove(dir_ / "hello");
+  EXPECT_EQ(Err(f.Open(O_RDONLY)), Errno(0)) << "the inode's file, unlinked but walked";
+}
+
 // fsx-style: random creates, opens, writes, reads, truncates, renames, unlinks and closes on
 // a few files through the sentry VFS, with several handles open at once, against a model;
 // every read and size is checked as it happens, and the host holds the model once every

@@ -330,7 +330,6 @@ Result<std::unique_ptr<OpenFile>> GoferInode::Open(int flags) {
     return std::unique_ptr<OpenFile>(std::make_unique<ListingFile>(listing));
   }
   P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
-  P9_ASSIGN_OR_RETURN(ClientFile clone, fid->Walk({}));
   if (shared_->CachesAttrs() && S_ISREG(a.mode)) {
     P9_ASSIGN_OR_RETURN(pc, Pages());
     f = PageCacheBackendFlags(f);
@@ -339,7 +338,16 @@ Result<std::unique_ptr<OpenFile>> GoferInode::Open(int flags) {
       pages_->Truncate(0);
     }
   }
-  P9_RETURN_IF_ERROR(clone.Open(f));
+  // The inode's fid stays walked, never opened: an open is of a clone. In our dialect the
+  // clone and its Tlopen are one round trip (Twalkopen).
+  ClientFile clone;
+  if (shared_->client->extended()) {
+    P9_ASSIGN_OR_RETURN(auto opened, fid->WalkOpen({}, f));
+    clone = std::move(opened.first);
+  } else {
+    P9_ASSIGN_OR_RETURN(clone, fid->Walk({}));
+    P9_RETURN_IF_ERROR(clone.Open(f));
+  }
   if (flags & O_TRUNC) {
     shared_->Mutated();
     InvalidateAttrs();
