@@ -452,6 +452,55 @@ void BM_OpenClunk(benchmark::State& state, std::string kind) {
   state.SetLabel("walk(clone)+lopen+clunk");
 }
 
+// Opening a walked file as the sandbox does (its inode's fid stays walked): range(0) 0, a
+// clone and Tlopen (plain 9P2000.L, two round trips); 1, one Twalkopen (our dialect). The
+// opened fid is clunked without waiting, as the sandbox does at close.
+void BM_OpenFused(benchmark::State& state) {
+  PEER_OR_SKIP("ours-spin", 1u << 20);
+  auto f = peer->root.Walk({"small"});
+  if (!f.has_value()) return state.SkipWithError("walk");
+  const bool fused = state.range(0) == 1;
+  for (auto _ : state) {
+    if (fused) {
+      if (!f->WalkOpen({}, p9::open_flags::kRdOnly).has_value()) {
+        return state.SkipWithError("walkopen");
+      }
+    } else {
+      auto c = f->Walk({});
+      if (!c.has_value() || !c->Open(p9::open_flags::kRdOnly).has_value()) {
+        return state.SkipWithError("open");
+      }
+    }
+  }
+  state.SetLabel(fused ? "Twalkopen" : "Twalk(clone)+Tlopen");
+}
+
+// Creating a file as the sandbox does (opened, and walked with its attributes for the
+// inode), then removing it: range(0) 0, a clone, Tlcreate and a Twalkgetattr of the name;
+// 1, one Tlcreateat. Both include the Tunlinkat and the clunks (not waited for).
+void BM_CreateFused(benchmark::State& state) {
+  PEER_OR_SKIP("ours-spin", 1u << 20);
+  auto dir = peer->root.Walk({"scratch"});
+  if (!dir.has_value()) return state.SkipWithError("walk");
+  const bool fused = state.range(0) == 1;
+  const uint32_t flags = p9::open_flags::kRdWr;
+  for (auto _ : state) {
+    if (fused) {
+      auto c = dir->CreateAt("f", flags, 0644);
+      if (!c.has_value()) return state.SkipWithError("lcreateat");
+    } else {
+      auto c = dir->Walk({});
+      if (!c.has_value() || !c->Create("f", flags, 0644).has_value()) {
+        return state.SkipWithError("lcreate");
+      }
+      if (!dir->WalkGetAttr({"f"}).has_value()) return state.SkipWithError("walkgetattr");
+    }
+    if (!dir->UnlinkAt("f").has_value()) return state.SkipWithError("unlinkat");
+  }
+  state.SetLabel(fused ? "Tlcreateat, incl. Tunlinkat"
+                       : "Twalk(clone)+Tlcreate+Twalkgetattr, incl. Tunlinkat");
+}
+
 // Getattr from N threads sharing one connection (Threads(N) below).
 // utime + stime of every thread of `pid`, in seconds (clock-tick resolution).
 double CpuSeconds(pid_t pid) {
@@ -534,6 +583,7 @@ void MakeTree() {
   for (char c = 'a'; c < 'a' + 8; ++c) p /= std::string(1, c);
   fs::create_directories(p);
   fs::create_directories(g_dir / "files");
+  fs::create_directories(g_dir / "scratch");  // create_fused makes and removes files here.
   for (int i = 0; i < 20; ++i) fs::create_directories(g_dir / "tree" / ("subdirectory" + std::to_string(i)));
   for (int i = 0; i < 40; ++i) std::ofstream(g_dir / "tree" / ("some-file-" + std::to_string(i) + ".txt"));
   for (int i = 0; i < 1000; ++i) std::ofstream(g_dir / "files" / ("f" + std::to_string(i)));
@@ -604,6 +654,8 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark("9p/ours/resolve_stat", BM_ResolveStat)
           ->Args({1, 0})->Args({1, 1})->Args({8, 0})->Args({8, 1});
       benchmark::RegisterBenchmark("9p/ours-spin/list_dir", BM_ListDir)->Arg(0)->Arg(1)->Arg(2);
+      benchmark::RegisterBenchmark("9p/ours-spin/open_fused", BM_OpenFused)->Arg(0)->Arg(1);
+      benchmark::RegisterBenchmark("9p/ours-spin/create_fused", BM_CreateFused)->Arg(0)->Arg(1);
     }
     benchmark::RegisterBenchmark(("9p/" + kind + "/open_clunk").c_str(), BM_OpenClunk, kind);
     benchmark::RegisterBenchmark(("9p/" + kind + "/concurrent_getattr").c_str(), BM_ConcurrentGetattr, kind)
