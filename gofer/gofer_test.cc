@@ -549,6 +549,38 @@ TEST_P(GoferRwTest, CreateAtLeavesTheFileOpenedAndWalkedAndTheDirectoryAsItWas) 
   EXPECT_FALSE(fs::exists(root_dir_ / "dir" / "plain"));
 }
 
+// A root gofer makes new files the attaching user's, with the group the client names; a
+// file made through an open (Tlcreate, Tlcreateat) is changed through its fd.
+TEST_P(GoferRwTest, NewFilesBelongToTheAttachingUserAndTheGroupAsked) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a root gofer";
+  if (chown((root_dir_ / "file").c_str(), 1234, 5678) != 0) {
+    GTEST_SKIP() << "the host refuses chown: " << strerror(errno);
+  }
+  auto owner = [&](const std::string& name) {
+    struct stat st;
+    EXPECT_EQ(lstat((root_dir_ / "dir" / name).c_str(), &st), 0) << name;
+    return std::make_pair(st.st_uid, st.st_gid);
+  };
+  auto attached = ClientFile::Attach(*client_, root_dir_.string(), "u", 1234);
+  ASSERT_TRUE(attached.has_value()) << attached.error();
+  {
+    auto d = attached->Walk({"dir"});
+    ASSERT_TRUE(d.has_value());
+    auto clone = d->Walk({});
+    ASSERT_TRUE(clone.has_value());
+    ASSERT_TRUE(clone->Create("c", of::kRdWr, 0644, 5678).has_value());
+    ASSERT_TRUE(d->CreateAt("ca", of::kRdWr, 0644, 5678).has_value());
+    ASSERT_TRUE(d->Mkdir("m", 0755, 5678).has_value());
+    ASSERT_TRUE(d->Symlink("s", "target", 5678).has_value());
+  }
+  for (const char* n : {"c", "ca", "m", "s"}) {
+    EXPECT_EQ(owner(n), std::make_pair(uid_t{1234}, gid_t{5678})) << n;
+  }
+  // As root with root's group: the file stays as created.
+  ASSERT_TRUE(Walk("dir").CreateAt("r", of::kRdWr, 0644, 0).has_value());
+  EXPECT_EQ(owner("r"), std::make_pair(uid_t{0}, gid_t{0}));
+}
+
 TEST_P(GoferRwTest, DirectoryOperationsAndErrnos) {
   ClientFile r = Walk("");
   ASSERT_TRUE(r.Mkdir("m", 0755).has_value());

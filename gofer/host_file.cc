@@ -434,6 +434,18 @@ void HostFile::Chown(int dirfd, const std::string& name, uint32_t gid) {
   }
 }
 
+void HostFile::ChownFd(int fd, uint32_t gid) {
+  if (geteuid() != 0) return;  // Unprivileged gofer: files belong to us.
+  uid_t uid = uid_ == p9::kNoUid ? static_cast<uid_t>(-1) : uid_;
+  gid_t g = gid == p9::kNoUid ? static_cast<gid_t>(-1) : gid;
+  struct stat st;
+  if (fstat(fd, &st) == 0 && (uid == static_cast<uid_t>(-1) || uid == st.st_uid) &&
+      (g == static_cast<gid_t>(-1) || g == st.st_gid)) {
+    return;  // Already so (a root sandbox's files): no chown, no ctime change.
+  }
+  if (fchown(fd, uid, g) != 0) PLOG(WARNING) << "gofer: chown of a new file";
+}
+
 Result<std::unique_ptr<HostFile>> HostFile::Child(const std::string& name, UniqueFd fd) {
   P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd.get()));
   return std::make_unique<HostFile>(ap_, std::make_shared<const UniqueFd>(std::move(fd)), st, fd_,
@@ -456,7 +468,8 @@ Result<p9::CreateResult> HostFile::Create(const std::string& name, uint32_t flag
                     mode & 07777);
   if (fd < 0) return LastErrno();
   UniqueFd ofd(fd);
-  Chown(fd_->get(), name, gid);
+  // Of the file made, through its fd: a name may be swapped meanwhile.
+  ChownFd(fd, gid);
   // The O_PATH fd for the new file comes from the opened one: same inode, no second lookup.
   int pfd = ::open(ProcFdPath(fd).c_str(), O_PATH | O_CLOEXEC);
   if (pfd < 0) return LastErrno();

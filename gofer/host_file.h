@@ -100,7 +100,11 @@ class HostFile : public p9::File {
   p9::Result<std::unique_ptr<HostFile>> Child(const std::string& name, p9::UniqueFd fd);
   p9::Result<p9::Qid> ChildQid(const std::string& name);
   // chown of a new child to the attaching user and `gid` (only when we may).
+  // (By name: a file swapped in under the name meanwhile gets it. Where the new file's fd is
+  // at hand, ChownFd.)
   void Chown(int dirfd, const std::string& name, uint32_t gid);
+  // The same through `fd`, and only where the owner or group differ.
+  void ChownFd(int fd, uint32_t gid);
   // Entries of the opened directory `fd` after cookie `offset` (seeks there first unless
   // `fresh` and offset 0), at most about `count` bytes in wire form, each entry counting
   // `extra` bytes more than its dirent (Rreaddirattr's attributes).
