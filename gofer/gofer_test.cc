@@ -148,6 +148,29 @@ class GoferTest : public ::testing::TestWithParam<bool> {
       return n.has_value() ? std::string(buf, *n) : std::string("error");
     });
   }
+  // The `n` fid numbers the client hands out next (released ones go first), for checking
+  // that requests which failed or were dropped left none of them in use on the server.
+  std::vector<p9::Fid> NextFids(int n) {
+    std::vector<p9::Fid> next;
+    for (int i = 0; i < n; ++i) next.push_back(client_->NewFid());
+    for (auto it = next.rbegin(); it != next.rend(); ++it) client_->ReleaseFid(*it);
+    return next;
+  }
+  // Walks to `name` once per fid of `next`; each walk must get one of them, which it could
+  // not if the server still held it. Returns what was walked (holding the numbers).
+  std::vector<ClientFile> ExpectFree(const std::vector<p9::Fid>& next, const std::string& name) {
+    std::vector<ClientFile> walked;
+    std::set<p9::Fid> reused;
+    for (size_t i = 0; i < next.size(); ++i) {
+      auto w = root_.Walk({name});
+      EXPECT_TRUE(w.has_value()) << i << ": " << w.error();
+      if (!w.has_value()) break;
+      reused.insert(w->fid());
+      walked.push_back(std::move(*w));
+    }
+    EXPECT_EQ(reused, std::set<p9::Fid>(next.begin(), next.end()));
+    return walked;
+  }
   // Raw Twalk: the number of names the server walked (or the error).
   p9::Result<size_t> RawWalk(const std::vector<std::string>& names) {
     p9::Fid nf = client_->NewFid();
@@ -337,9 +360,7 @@ TEST_P(GoferTest, WalkOpenOpensWhatAWalkReachesInOneRoundTrip) {
     }
 
     // Failures leave no fid: the numbers handed out next are free on the server.
-    std::vector<p9::Fid> next;
-    for (int i = 0; i < 3; ++i) next.push_back(client_->NewFid());
-    for (auto it = next.rbegin(); it != next.rend(); ++it) client_->ReleaseFid(*it);
+    const std::vector<p9::Fid> next = NextFids(3);
     EXPECT_EQ(Err(root_.WalkOpen({"dir", "missing"}, of::kRdOnly)), Errno(ENOENT))
         << "partial";
     EXPECT_EQ(Err(root_.WalkOpen({"abs_escape"}, of::kRdOnly)), Errno(ELOOP))
@@ -347,15 +368,8 @@ TEST_P(GoferTest, WalkOpenOpensWhatAWalkReachesInOneRoundTrip) {
     EXPECT_EQ(Err(root_.WalkOpen({"dir"}, of::kRdWr)),
               read_only() ? Errno(EROFS) : Errno(EISDIR));
     EXPECT_EQ(Err(root_.WalkOpen({".."}, of::kRdOnly)), Errno(EINVAL));
-    std::set<p9::Fid> reused;
-    std::vector<ClientFile> walked;
-    for (int i = 0; i < 3; ++i) {
-      auto w = root_.Walk({"dir"});
-      ASSERT_TRUE(w.has_value()) << i << ": " << w.error();
-      reused.insert(w->fid());
-      walked.push_back(std::move(*w));
-    }
-    EXPECT_EQ(reused, std::set<p9::Fid>(next.begin(), next.end()));
+    std::vector<ClientFile> walked = ExpectFree(next, "dir");
+    ASSERT_EQ(walked.size(), next.size());
     EXPECT_EQ(Err(client_->Call(p9::Twalkopen{f.fid(), f.fid(), of::kRdOnly, {}})),
               Errno(EBADF));
     EXPECT_EQ(Err(client_->Call(p9::Twalkopen{f.fid(), walked[0].fid(), of::kRdOnly, {}})),
@@ -514,23 +528,14 @@ TEST_P(GoferRwTest, CreateAtLeavesTheFileOpenedAndWalkedAndTheDirectoryAsItWas) 
     // the numbers the client hands out next (released ones first) are free on the server.
     ClientFile top = Walk("");
     ClientFile file = Walk("file");
-    std::vector<p9::Fid> next;
-    for (int i = 0; i < 4; ++i) next.push_back(client_->NewFid());
-    for (auto it = next.rbegin(); it != next.rend(); ++it) client_->ReleaseFid(*it);
+    const std::vector<p9::Fid> next = NextFids(4);
     EXPECT_EQ(Err(d.CreateAt("second", of::kRdWr, 0644)), Errno(EEXIST));
     EXPECT_EQ(Err(top.CreateAt("abs_escape", of::kRdWr, 0644)), Errno(EEXIST))
         << "O_EXCL|O_NOFOLLOW: a symlink is not followed";
     EXPECT_EQ(Err(d.CreateAt("..", of::kRdWr, 0644)), Errno(EINVAL));
     EXPECT_EQ(Err(file.CreateAt("x", of::kRdWr, 0644)), Errno(ENOTDIR));
-    std::set<p9::Fid> reused;
-    std::vector<ClientFile> walked;
-    for (int i = 0; i < 4; ++i) {
-      auto w = root_.Walk({"dir"});
-      ASSERT_TRUE(w.has_value()) << i << ": " << w.error();
-      reused.insert(w->fid());
-      walked.push_back(std::move(*w));
-    }
-    EXPECT_EQ(reused, std::set<p9::Fid>(next.begin(), next.end()));
+    std::vector<ClientFile> walked = ExpectFree(next, "dir");
+    ASSERT_EQ(walked.size(), next.size());
     // Fids in use or repeated are refused before anything is created.
     const p9::Fid used = walked[0].fid();
     for (const auto& [newfid, pathfid] : std::vector<std::pair<p9::Fid, p9::Fid>>{
@@ -804,9 +809,7 @@ TEST_P(GoferRwTest, AListingStartedAheadFinishesAsListAttrDoes) {
   // Dropped unfinished: each waits for its reply and clunks the fid it left. The client
   // hands the same fid numbers out next (released ones first); walks to them would fail if
   // the server still held them.
-  std::vector<p9::Fid> next;
-  for (int i = 0; i < 5; ++i) next.push_back(client_->NewFid());
-  for (auto it = next.rbegin(); it != next.rend(); ++it) client_->ReleaseFid(*it);
+  const std::vector<p9::Fid> next = NextFids(5);
   {
     std::vector<ClientFile::ListingAhead> dropped;
     for (int i = 0; i < 5; ++i) {
@@ -817,15 +820,7 @@ TEST_P(GoferRwTest, AListingStartedAheadFinishesAsListAttrDoes) {
   }
   // The Rclunks are read by later calls; a fid is reused only once its Rclunk is in.
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(root_.GetAttr().has_value());
-  std::vector<ClientFile> walked;
-  for (int i = 0; i < 5; ++i) {
-    auto w = root_.Walk({"wide"});
-    ASSERT_TRUE(w.has_value()) << i << ": " << w.error();
-    walked.push_back(std::move(*w));
-  }
-  std::set<p9::Fid> reused;
-  for (const auto& w : walked) reused.insert(w.fid());
-  EXPECT_EQ(reused, std::set<p9::Fid>(next.begin(), next.end()));
+  ExpectFree(next, "wide");
 }
 
 TEST_P(GoferRwTest, XattrsReachTheHost) {

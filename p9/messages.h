@@ -234,21 +234,20 @@ struct Rwalk {
   bool operator==(const Rwalk&) const = default;
 };
 
-struct Rlopen {
-  static constexpr MsgType kType = MsgType::kRlopen;
-  Qid qid;
-  uint32_t iounit = 0;
-  P9_FIELDS(qid, iounit)
-  bool operator==(const Rlopen&) const = default;
-};
+// Replies to an open: qid and iounit (Rwalkopen is in our dialect only).
+#define P9_OPEN_REPLY_(Name)                             \
+  struct Name {                                          \
+    static constexpr MsgType kType = MsgType::k##Name;   \
+    Qid qid;                                             \
+    uint32_t iounit = 0;                                 \
+    P9_FIELDS(qid, iounit)                               \
+    bool operator==(const Name&) const = default;        \
+  };
+P9_OPEN_REPLY_(Rlopen)
+P9_OPEN_REPLY_(Rlcreate)
+P9_OPEN_REPLY_(Rwalkopen)
+#undef P9_OPEN_REPLY_
 
-struct Rlcreate {
-  static constexpr MsgType kType = MsgType::kRlcreate;
-  Qid qid;
-  uint32_t iounit = 0;
-  P9_FIELDS(qid, iounit)
-  bool operator==(const Rlcreate&) const = default;
-};
 
 // Replies that carry only a qid.
 #define P9_QID_REPLY_(Name)                              \
@@ -332,14 +331,6 @@ struct Rlcreateat {
   Rgetattr attr;  // Of the new file; valid = 0 where the server could not tell.
   P9_FIELDS(qid, iounit, attr)
   bool operator==(const Rlcreateat&) const = default;
-};
-
-struct Rwalkopen {
-  static constexpr MsgType kType = MsgType::kRwalkopen;
-  Qid qid;
-  uint32_t iounit = 0;
-  P9_FIELDS(qid, iounit)
-  bool operator==(const Rwalkopen&) const = default;
 };
 
 struct Rxattrwalk {
