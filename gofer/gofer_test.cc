@@ -577,13 +577,15 @@ TEST_P(GoferRwTest, NewFilesBelongToTheAttachingUserAndTheGroupAsked) {
     ASSERT_TRUE(d->CreateAt("ca", of::kRdWr, 0644, 5678).has_value());
     ASSERT_TRUE(d->Mkdir("m", 0755, 5678).has_value());
     ASSERT_TRUE(d->Symlink("s", "target", 5678).has_value());
+    ASSERT_TRUE(d->Mknod("p", S_IFIFO | 0644, 0, 0, 5678).has_value());
+    ASSERT_TRUE(d->Mknod("r", S_IFREG | 0644, 0, 0, 5678).has_value());
   }
-  for (const char* n : {"c", "ca", "m", "s"}) {
+  for (const char* n : {"c", "ca", "m", "s", "p", "r"}) {
     EXPECT_EQ(owner(n), std::make_pair(uid_t{1234}, gid_t{5678})) << n;
   }
   // As root with root's group: the file stays as created.
-  ASSERT_TRUE(Walk("dir").CreateAt("r", of::kRdWr, 0644, 0).has_value());
-  EXPECT_EQ(owner("r"), std::make_pair(uid_t{0}, gid_t{0}));
+  ASSERT_TRUE(Walk("dir").CreateAt("root", of::kRdWr, 0644, 0).has_value());
+  EXPECT_EQ(owner("root"), std::make_pair(uid_t{0}, gid_t{0}));
 }
 
 TEST_P(GoferRwTest, DirectoryOperationsAndErrnos) {

@@ -425,13 +425,32 @@ Result<std::vector<p9::Dirent>> HostFile::ReadEntries(int fd, uint64_t offset, u
   }
 }
 
-void HostFile::Chown(int dirfd, const std::string& name, uint32_t gid) {
-  if (geteuid() != 0) return;  // Unprivileged gofer: files belong to us.
+Result<p9::Qid> HostFile::Made(const std::string& name, mode_t type, uint32_t gid) {
+  int fd = ::openat(fd_->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+  UniqueFd pfd(fd);
+  P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd));
+  if (geteuid() != 0) return MakeQid(ap_->qids(), st);  // Unprivileged: files are ours.
+  // What a creation leaves: the type made, owned by us, one link (a directory: empty, so
+  // at most 2, btrfs says 1). Anything else was renamed in under the name meanwhile (a
+  // hard link to a file elsewhere, a directory of the tree): it keeps its owner.
+  const bool fresh = (st.st_mode & S_IFMT) == type && st.st_uid == geteuid() &&
+                     (type == S_IFDIR ? st.st_nlink <= 2 : st.st_nlink == 1);
+  if (!fresh) {
+    LOG(WARNING) << "gofer: " << name << " was replaced as it was made; not chowned";
+    return MakeQid(ap_->qids(), st);
+  }
   uid_t uid = uid_ == p9::kNoUid ? static_cast<uid_t>(-1) : uid_;
   gid_t g = gid == p9::kNoUid ? static_cast<gid_t>(-1) : gid;
-  if (fchownat(dirfd, name.c_str(), uid, g, AT_SYMLINK_NOFOLLOW) != 0) {
+  if ((uid == static_cast<uid_t>(-1) || uid == st.st_uid) &&
+      (g == static_cast<gid_t>(-1) || g == st.st_gid)) {
+    return MakeQid(ap_->qids(), st);
+  }
+  // Of the inode opened above (a symlink itself: O_PATH|O_NOFOLLOW), not of the name.
+  if (fchownat(fd, "", uid, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     PLOG(WARNING) << "gofer: chown of new file " << name;
   }
+  return MakeQid(ap_->qids(), st);  // The qid is of (dev, ino), which a chown keeps.
 }
 
 void HostFile::ChownFd(int fd, uint32_t gid) {
@@ -450,12 +469,6 @@ Result<std::unique_ptr<HostFile>> HostFile::Child(const std::string& name, Uniqu
   P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd.get()));
   return std::make_unique<HostFile>(ap_, std::make_shared<const UniqueFd>(std::move(fd)), st, fd_,
                                     name, uid_);
-}
-
-Result<p9::Qid> HostFile::ChildQid(const std::string& name) {
-  struct stat st;
-  if (fstatat(fd_->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
-  return MakeQid(ap_->qids(), st);
 }
 
 Result<p9::CreateResult> HostFile::Create(const std::string& name, uint32_t flags,
@@ -491,8 +504,7 @@ Result<p9::Qid> HostFile::Mkdir(const std::string& name, uint32_t mode, uint32_t
   if (!SafeName(name)) return Errno(EINVAL);
   P9_RETURN_IF_ERROR(CheckWritable());
   if (mkdirat(fd_->get(), name.c_str(), mode & 07777) != 0) return LastErrno();
-  Chown(fd_->get(), name, gid);
-  return ChildQid(name);
+  return Made(name, S_IFDIR, gid);
 }
 
 Result<p9::Qid> HostFile::Symlink(const std::string& name, const std::string& target,
@@ -501,8 +513,7 @@ Result<p9::Qid> HostFile::Symlink(const std::string& name, const std::string& ta
   P9_RETURN_IF_ERROR(CheckWritable());
   // The target is stored, never followed by the gofer.
   if (symlinkat(target.c_str(), fd_->get(), name.c_str()) != 0) return LastErrno();
-  Chown(fd_->get(), name, gid);
-  return ChildQid(name);
+  return Made(name, S_IFLNK, gid);
 }
 
 Result<p9::Qid> HostFile::Mknod(const std::string& name, uint32_t mode, uint32_t major,
@@ -514,9 +525,19 @@ Result<p9::Qid> HostFile::Mknod(const std::string& name, uint32_t mode, uint32_t
       type != S_IFBLK && type != 0) {
     return Errno(EINVAL);
   }
+  if (type == S_IFREG || type == 0) {
+    // A regular file is made opened, as Tlcreate makes one: its fd names the file made.
+    int fd = ::openat(fd_->get(), name.c_str(),
+                      O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
+                      mode & 07777);
+    if (fd < 0) return LastErrno();
+    UniqueFd ofd(fd);
+    ChownFd(fd, gid);
+    P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd));
+    return MakeQid(ap_->qids(), st);
+  }
   if (mknodat(fd_->get(), name.c_str(), mode, makedev(major, minor)) != 0) return LastErrno();
-  Chown(fd_->get(), name, gid);
-  return ChildQid(name);
+  return Made(name, type, gid);
 }
 
 Result<void> HostFile::Link(p9::File& target, const std::string& name) {

@@ -98,12 +98,13 @@ class HostFile : public p9::File {
   std::string ProcPath() const;
   // Creates the HostFile for `name` in this directory after a create-like call.
   p9::Result<std::unique_ptr<HostFile>> Child(const std::string& name, p9::UniqueFd fd);
-  p9::Result<p9::Qid> ChildQid(const std::string& name);
   // chown of a new child to the attaching user and `gid` (only when we may).
-  // (By name: a file swapped in under the name meanwhile gets it. Where the new file's fd is
-  // at hand, ChownFd.)
-  void Chown(int dirfd, const std::string& name, uint32_t gid);
-  // The same through `fd`, and only where the owner or group differ.
+  // After mkdir, symlink or mknod made `name` (of S_IFMT `type`): its qid, and (root gofer)
+  // the chown of a new child to the attaching user and `gid`, through an O_PATH fd of what
+  // the name names now, and only if that still looks made just now (see the .cc): a file
+  // renamed in under the name meanwhile keeps its owner.
+  p9::Result<p9::Qid> Made(const std::string& name, mode_t type, uint32_t gid);
+  // The chown of a new file through its `fd`, only where the owner or group differ.
   void ChownFd(int fd, uint32_t gid);
   // Entries of the opened directory `fd` after cookie `offset` (seeks there first unless
   // `fresh` and offset 0), at most about `count` bytes in wire form, each entry counting
