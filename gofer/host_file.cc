@@ -430,39 +430,31 @@ Result<p9::Qid> HostFile::Made(const std::string& name, mode_t type, uint32_t gi
   if (fd < 0) return LastErrno();
   UniqueFd pfd(fd);
   P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd));
-  if (geteuid() != 0) return MakeQid(ap_->qids(), st);  // Unprivileged: files are ours.
   // What a creation leaves: the type made, owned by us, one link (a directory: empty, so
   // at most 2, btrfs says 1). Anything else was renamed in under the name meanwhile (a
   // hard link to a file elsewhere, a directory of the tree): it keeps its owner.
   const bool fresh = (st.st_mode & S_IFMT) == type && st.st_uid == geteuid() &&
                      (type == S_IFDIR ? st.st_nlink <= 2 : st.st_nlink == 1);
-  if (!fresh) {
+  if (fresh) {
+    GiveNew(fd, st, gid);
+  } else if (geteuid() == 0) {
     LOG(WARNING) << "gofer: " << name << " was replaced as it was made; not chowned";
-    return MakeQid(ap_->qids(), st);
-  }
-  uid_t uid = uid_ == p9::kNoUid ? static_cast<uid_t>(-1) : uid_;
-  gid_t g = gid == p9::kNoUid ? static_cast<gid_t>(-1) : gid;
-  if ((uid == static_cast<uid_t>(-1) || uid == st.st_uid) &&
-      (g == static_cast<gid_t>(-1) || g == st.st_gid)) {
-    return MakeQid(ap_->qids(), st);
-  }
-  // Of the inode opened above (a symlink itself: O_PATH|O_NOFOLLOW), not of the name.
-  if (fchownat(fd, "", uid, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-    PLOG(WARNING) << "gofer: chown of new file " << name;
   }
   return MakeQid(ap_->qids(), st);  // The qid is of (dev, ino), which a chown keeps.
 }
 
-void HostFile::ChownFd(int fd, uint32_t gid) {
+void HostFile::GiveNew(int fd, const struct stat& st, uint32_t gid) {
   if (geteuid() != 0) return;  // Unprivileged gofer: files belong to us.
   uid_t uid = uid_ == p9::kNoUid ? static_cast<uid_t>(-1) : uid_;
   gid_t g = gid == p9::kNoUid ? static_cast<gid_t>(-1) : gid;
-  struct stat st;
-  if (fstat(fd, &st) == 0 && (uid == static_cast<uid_t>(-1) || uid == st.st_uid) &&
+  if ((uid == static_cast<uid_t>(-1) || uid == st.st_uid) &&
       (g == static_cast<gid_t>(-1) || g == st.st_gid)) {
     return;  // Already so (a root sandbox's files): no chown, no ctime change.
   }
-  if (fchown(fd, uid, g) != 0) PLOG(WARNING) << "gofer: chown of a new file";
+  // Of the inode `fd` holds (a symlink itself, under O_PATH|O_NOFOLLOW), not of a name.
+  if (fchownat(fd, "", uid, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    PLOG(WARNING) << "gofer: chown of a new file";
+  }
 }
 
 Result<std::unique_ptr<HostFile>> HostFile::Child(const std::string& name, UniqueFd fd) {
@@ -482,7 +474,8 @@ Result<p9::CreateResult> HostFile::Create(const std::string& name, uint32_t flag
   if (fd < 0) return LastErrno();
   UniqueFd ofd(fd);
   // Of the file made, through its fd: a name may be swapped meanwhile.
-  ChownFd(fd, gid);
+  P9_ASSIGN_OR_RETURN(struct stat made, StatFd(fd));
+  GiveNew(fd, made, gid);
   // The O_PATH fd for the new file comes from the opened one: same inode, no second lookup.
   int pfd = ::open(ProcFdPath(fd).c_str(), O_PATH | O_CLOEXEC);
   if (pfd < 0) return LastErrno();
@@ -532,9 +525,9 @@ Result<p9::Qid> HostFile::Mknod(const std::string& name, uint32_t mode, uint32_t
                       mode & 07777);
     if (fd < 0) return LastErrno();
     UniqueFd ofd(fd);
-    ChownFd(fd, gid);
     P9_ASSIGN_OR_RETURN(struct stat st, StatFd(fd));
-    return MakeQid(ap_->qids(), st);
+    GiveNew(fd, st, gid);
+    return MakeQid(ap_->qids(), st);  // The qid is of (dev, ino), which a chown keeps.
   }
   if (mknodat(fd_->get(), name.c_str(), mode, makedev(major, minor)) != 0) return LastErrno();
   return Made(name, type, gid);

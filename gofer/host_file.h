@@ -104,8 +104,9 @@ class HostFile : public p9::File {
   // the name names now, and only if that still looks made just now (see the .cc): a file
   // renamed in under the name meanwhile keeps its owner.
   p9::Result<p9::Qid> Made(const std::string& name, mode_t type, uint32_t gid);
-  // The chown of a new file through its `fd`, only where the owner or group differ.
-  void ChownFd(int fd, uint32_t gid);
+  // (Root gofer) gives the new file `fd` holds (its fstat `st`) to the attaching user and
+  // `gid`, through the fd, unless it has them already.
+  void GiveNew(int fd, const struct stat& st, uint32_t gid);
   // Entries of the opened directory `fd` after cookie `offset` (seeks there first unless
   // `fresh` and offset 0), at most about `count` bytes in wire form, each entry counting
   // `extra` bytes more than its dirent (Rreaddirattr's attributes).

@@ -54,6 +54,13 @@ struct ServerFid {
   enum class Kind { kFile, kXattrRead, kXattrWrite };
 
   explicit ServerFid(std::shared_ptr<File> f) : file(std::move(f)) {}
+  // A fid of `f`, opened with `flags` (Tlcreateat, Twalkopen: never shared before this).
+  static std::shared_ptr<ServerFid> Opened(std::shared_ptr<File> f, uint32_t flags) {
+    auto fid = std::make_shared<ServerFid>(std::move(f));
+    fid->opened = true;
+    fid->open_flags = flags;
+    return fid;
+  }
 
   std::mutex mu;
   // The backend file. Replaced by Tlcreate (the fid then names the new file). Guarded by mu;
@@ -728,10 +735,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (!w.file) return Errno(EIO);
       walked = std::move(w.file);
     }
-    auto opened = std::make_shared<ServerFid>(std::move(c.file));
-    opened->opened = true;
-    opened->open_flags = req.flags;
-    P9_RETURN_IF_ERROR(InsertFid(req.newfid, std::move(opened)));
+    P9_RETURN_IF_ERROR(InsertFid(req.newfid, ServerFid::Opened(std::move(c.file), req.flags)));
     if (path) {
       if (auto ok = InsertFid(req.pathfid, std::make_shared<ServerFid>(std::move(walked)));
           !ok.has_value()) {
@@ -751,10 +755,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     P9_ASSIGN_OR_RETURN(WalkResult w, ff.second->Walk(req.names));
     if (w.qids.size() != req.names.size() || !w.file) return Errno(ENOENT);  // Partial.
     P9_ASSIGN_OR_RETURN(OpenResult o, w.file->Open(req.flags));
-    auto opened = std::make_shared<ServerFid>(std::move(w.file));
-    opened->opened = true;
-    opened->open_flags = req.flags;
-    P9_RETURN_IF_ERROR(InsertFid(req.newfid, std::move(opened)));
+    P9_RETURN_IF_ERROR(InsertFid(req.newfid, ServerFid::Opened(std::move(w.file), req.flags)));
     x.fd = std::move(o.donate);
     return Rwalkopen{o.qid, o.iounit};
   }
