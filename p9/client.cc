@@ -54,11 +54,15 @@ Result<std::unique_ptr<Client>> Client::Create(UniqueFd sock, uint32_t msize,
     if (f.header.type != static_cast<uint8_t>(MsgType::kRversion)) return Errno(EIO);
     return DecodeBody<Rversion>(f.body_view());
   };
+  // What we offer: a level of our dialect (dialect.h), plain 9P2000.L, or (for tests of
+  // other peers) any string, which the server must then answer with the same.
+  const std::optional<Dialect> offered = ParseDialect(version);
+  const bool ext = offered.has_value() && *offered != Dialect::kPlain &&
+                   version == DialectVersion(*offered);
   auto rvr = negotiate(version);
-  // A server that does not know our extension should answer "9P2000.L" or "unknown"; diod
+  // A server that does not know our dialect should answer "9P2000.L" or "unknown"; diod
   // answers Rlerror instead. Either way, fall back to plain 9P2000.L on the same connection.
-  if (version == kVersion9P2000LExt &&
-      (!rvr.has_value() || rvr->version == kVersionUnknown)) {
+  if (ext && (!rvr.has_value() || rvr->version == kVersionUnknown)) {
     if (!rvr.has_value() && rvr.error() == Errno(ECONNRESET)) return rvr.error();
     version = kVersion9P2000L;
     rvr = negotiate(version);
@@ -66,13 +70,23 @@ Result<std::unique_ptr<Client>> Client::Create(UniqueFd sock, uint32_t msize,
   if (!rvr.has_value()) return rvr.error();
   Rversion rv = std::move(*rvr);
   if (rv.version == kVersionUnknown) return Errno(EPROTONOSUPPORT);
-  if (rv.version != version && !(rv.version == kVersion9P2000L &&
-                                  version == kVersion9P2000LExt)) {
-    return Errno(EPROTONOSUPPORT);
+  Dialect dialect = Dialect::kPlain;
+  if (rv.version != version) {
+    // Only our dialect may be answered with another string: a level at most the one offered
+    // (an older server's), or plain 9P2000.L. Never a higher level than asked for.
+    std::optional<Dialect> got = ParseDialect(rv.version);
+    if (!ext || !got.has_value() || DialectVersion(*got) != rv.version ||
+        !AtLeast(*offered, *got)) {
+      return Errno(EPROTONOSUPPORT);
+    }
+    dialect = *got;
+  } else if (ext) {
+    dialect = *offered;
   }
   if (rv.msize < kMinMsize || rv.msize > msize) return Errno(EIO);
   c->msize_ = rv.msize;
   c->version_ = rv.version;
+  c->dialect_ = dialect;
   c->reader_.set_msize(rv.msize);
   FitSendBuffer(c->fd_.get(), rv.msize);
   return c;

@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "p9/dialect.h"
 #include "p9/messages.h"
 #include "p9/p9.h"
 #include "p9/result.h"
@@ -39,8 +40,9 @@ namespace p9 {
 class Client {
  public:
   // Negotiates the session on a connected stream socket: Tversion with `msize` and `version`.
-  // Accepts the server's smaller msize (>= kMinMsize) and a fallback from our extension to
-  // plain "9P2000.L" (then no fd donation); "unknown" is EPROTONOSUPPORT.
+  // Accepts the server's smaller msize (>= kMinMsize), a lower level of our dialect than
+  // offered, and a fallback from our dialect to plain "9P2000.L" (then no fd donation);
+  // "unknown" is EPROTONOSUPPORT.
   static Result<std::unique_ptr<Client>> Create(UniqueFd sock, uint32_t msize = kDefaultMsize,
                                                 std::string version = kVersion9P2000LExt);
   ~Client();
@@ -49,10 +51,12 @@ class Client {
 
   uint32_t msize() const { return msize_; }
   const std::string& version() const { return version_; }
-  // True when our dialect was negotiated (p9.h): fd donation, Twalkgetattr, full Rreaddir.
-  bool extended() const { return version_ == kVersion9P2000LExt; }
-  // True when the server donates host fds with Rlopen/Rlcreate (our dialect).
-  bool fd_donation() const { return extended(); }
+  // The level of our dialect negotiated (dialect.h; kPlain for 9P2000.L): what the
+  // session's messages may use. A message above it is answered ENOSYS.
+  Dialect dialect() const { return dialect_; }
+  bool Has(Dialect level) const { return AtLeast(dialect_, level); }
+  // True when the server donates host fds with Rlopen/Rlcreate (our dialect's level 1).
+  bool fd_donation() const { return Has(Dialect::kFdDonation); }
   // Requests sent so far (each took a tag): for tests and benchmarks that count round trips.
   uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
 
@@ -270,6 +274,7 @@ class Client {
   UniqueFd fd_;
   uint32_t msize_;
   std::string version_;
+  Dialect dialect_ = Dialect::kPlain;
   FrameReader reader_;  // Used only by the current leader.
 
   std::atomic<uint64_t> requests_{0};

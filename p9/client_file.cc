@@ -219,7 +219,7 @@ Result<std::vector<Dirent>> ClientFile::ReaddirAll() const {
     }
     // Our dialect fills every Rreaddir: room for one more entry means the end, and the
     // Treaddir that would come back empty is not needed.
-    if (client_->extended() && count - used >= kMaxDirentSize) return all;
+    if (client_->Has(Dialect::kWalkGetattr) && count - used >= kMaxDirentSize) return all;
   }
 }
 

@@ -76,6 +76,19 @@ TEST_F(ClientServerTest, NegotiatesExtensionAndMsize) {
   EXPECT_EQ(client_->msize(), 8192u);
 }
 
+// A client of an older release offers a lower level and keeps it: what it may use and
+// what the server serves.
+TEST_F(ClientServerTest, AnOlderClientKeepsItsLevel) {
+  Connect("9P2000.L.cxx.2", kDefaultMsize);
+  EXPECT_EQ(client_->version(), "9P2000.L.cxx.2");
+  EXPECT_EQ(client_->dialect(), Dialect::kWalkGetattr);
+  EXPECT_TRUE(client_->fd_donation());
+  EXPECT_TRUE(client_->Has(Dialect::kWalkGetattr));
+  EXPECT_FALSE(client_->Has(Dialect::kReaddirAttr));
+  EXPECT_TRUE(root_.WalkGetAttr({"da"}).has_value()) << "level 2 has Twalkgetattr";
+  EXPECT_EQ(Err(root_.ListAttr()), Errno(ENOSYS)) << "Treaddirattr is level 3";
+}
+
 TEST_F(ClientServerTest, WalkGetattrReadWrite) {
   auto f = root_.WalkPath("da/db/file");
   ASSERT_TRUE(f.has_value()) << f.error();
@@ -416,6 +429,31 @@ class ScriptedPeer {
   UniqueFd client_fd_, server_fd_;
   std::thread thread_;
 };
+
+// An older server answers a lower level of our dialect: the client takes it. A higher level
+// than offered, or a malformed one, is a broken server.
+TEST(ClientVersionTest, ALowerLevelIsTakenAHigherOneRefused) {
+  {
+    ScriptedPeer peer([](int, FrameReader&) {}, kDefaultMsize, "9P2000.L.cxx.3");
+    auto c = Client::Create(peer.TakeClientFd());
+    ASSERT_TRUE(c.has_value()) << c.error();
+    EXPECT_EQ((*c)->dialect(), Dialect::kReaddirAttr);
+    EXPECT_TRUE((*c)->fd_donation());
+    EXPECT_FALSE((*c)->Has(Dialect::kFusedOpen));
+  }
+  for (const char* answer : {"9P2000.L.cxx.3", "9P2000.L.cxx.03", "9P2000.L.cxx.0"}) {
+    SCOPED_TRACE(answer);
+    ScriptedPeer peer([](int, FrameReader&) {}, kDefaultMsize, answer);
+    EXPECT_EQ(Err(Client::Create(peer.TakeClientFd(), kDefaultMsize, "9P2000.L.cxx.2")),
+              Errno(EPROTONOSUPPORT));
+  }
+  {
+    // Plain 9P2000.L offered: only plain 9P2000.L is an answer.
+    ScriptedPeer peer([](int, FrameReader&) {}, kDefaultMsize, "9P2000.L.cxx.1");
+    EXPECT_EQ(Err(Client::Create(peer.TakeClientFd(), kDefaultMsize, kVersion9P2000L)),
+              Errno(EPROTONOSUPPORT));
+  }
+}
 
 TEST(ClientVersionTest, SmallerMsizeIsAcceptedUnknownIsRejected) {
   {

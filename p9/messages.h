@@ -40,20 +40,21 @@
 //   Twrite fid[4] offset[8] count[4] data[count] Rwrite count[4]
 //   Tclunk fid[4]                                Rclunk
 //   Tremove fid[4]                               Rremove
-// Our dialect only (kVersion9P2000LExt; a plain 9P2000.L session answers ENOSYS):
+// Our dialect only, each from the level of it given (dialect.h; a session below that level,
+// plain 9P2000.L included, answers ENOSYS):
 //   Twalkgetattr fid[4] newfid[4] request_mask[8] nwname[2] wname[s]*
 //        Rwalkgetattr nwqid[2] wqid[13]* <an Rgetattr body>
-//     Twalk and Tgetattr of the file walked to, in one round trip (gVisor's Twalkgetattr). A
-//     partial walk creates no newfid and its attributes have valid = 0.
+//     (cxx.2) Twalk and Tgetattr of the file walked to, in one round trip (gVisor's
+//     Twalkgetattr). A partial walk creates no newfid and its attributes have valid = 0.
 //   Treaddirattr fid[4] newfid[4] flags[4] nwname[2] wname[s]* offset[8] count[4]
 //        Rreaddirattr qid[13] count[4] data[count]
-//     The entries, after cookie `offset`, of the directory reached by walking `wname` from
-//     `fid` (no names: fid itself, opened or not), each a dirent followed by an Rgetattr body
-//     (getattr::kBasic). Which entries carry attributes (valid = 0 for the others, for "."
-//     and "..", and for an entry gone meanwhile): every one with readdirattr::kAllEntries in
-//     `flags`, else the subdirectories (and entries of unknown type). With it a client knows
-//     entries without walking them, and lists a directory it never walked. Unless newfid is
-//     NOFID, newfid is left at the directory listed (as Twalk would), and only if the
+//     (cxx.3) The entries, after cookie `offset`, of the directory reached by walking `wname`
+//     from `fid` (no names: fid itself, opened or not), each a dirent followed by an Rgetattr
+//     body (getattr::kBasic). Which entries carry attributes (valid = 0 for the others, for
+//     "." and "..", and for an entry gone meanwhile): every one with readdirattr::kAllEntries
+//     in `flags`, else the subdirectories (and entries of unknown type). With it a client
+//     knows entries without walking them, and lists a directory it never walked. Unless newfid
+//     is NOFID, newfid is left at the directory listed (as Twalk would), and only if the
 //     listing succeeded; qid is that directory's (zero without names). At most `count` bytes
 //     of data, and a reply with room for another entry is the last.
 //   Tlcreateat dfid[4] newfid[4] pathfid[4] name[s] flags[4] mode[4] gid[4]

@@ -22,22 +22,9 @@ inline constexpr uint32_t kNoUid = 0xFFFFFFFFu;  // P9_NONUNAME: n_uname not giv
 // distinct string so an unextended peer (Linux, diod) never sees them.
 inline constexpr char kVersion9P2000L[] = "9P2000.L";
 inline constexpr char kVersionUnknown[] = "unknown";
-// Our extended dialect. Everything of 9P2000.L, plus:
-//  * Rlopen and Rlcreate may carry the opened host file's fd (SCM_RIGHTS on unix sockets), so
-//    the client reads and writes without a round trip;
-//  * Twalkgetattr (messages.h): a walk and the attributes of its end in one round trip;
-//  * Treaddir on a walked directory fid that was never opened reads it as if opened
-//    read-only (no Twalk/Tlopen/Tclunk around a listing);
-//  * Rreaddir is full: the server stops only when the next entry would not fit or the
-//    directory has ended, so a reply with room for kMaxDirentSize more bytes is the last and
-//    the client need not send the Treaddir that would come back empty;
-//  * Treaddirattr (messages.h, cxx.3): a listing whose entries carry their attributes, of a
-//    directory fid or of one walked to from it for the listing alone, so a client knows
-//    every entry without walking it.
-//  * Tlcreateat (messages.h, cxx.4): create, open and walk a new file in one round trip,
-//    leaving the directory fid as it was; Twalkopen (cxx.4): walk (or clone) and open in
-//    one round trip.
-// Offered by our client, accepted by our server; anyone else answers "9P2000.L".
+// Our extended dialect at its highest level (dialect.h: the levels, what each adds, and how
+// a peer of another level is met). Offered by our client, accepted by our server; anyone
+// else answers "9P2000.L". DialectVersion(kDialect) names the same string.
 inline constexpr char kVersion9P2000LExt[] = "9P2000.L.cxx.4";
 
 // Message header: size[4] type[1] tag[2]. size counts the whole message, header included.

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "glog/logging.h"
+#include "p9/dialect.h"
 #include "p9/leader_follower.h"
 #include "p9/messages.h"
 #include "p9/splice_pipes.h"
@@ -515,11 +516,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     uint32_t msize = std::min(req->msize, state_->options.max_msize);
+    // Our dialect at the lower of the client's level and ours (dialect.h); plain 9P2000.L
+    // for any other "9P2000.L..." string, and when our dialect is off.
     std::string version = kVersionUnknown;
-    bool donate = false;
-    if (req->version == kVersion9P2000LExt && state_->options.allow_fd_donation) {
-      version = kVersion9P2000LExt;
-      donate = true;
+    Dialect dialect = Dialect::kPlain;
+    if (auto d = ParseDialect(req->version);
+        d.has_value() && *d != Dialect::kPlain && state_->options.max_dialect != Dialect::kPlain) {
+      dialect = AtLeast(*d, state_->options.max_dialect) ? state_->options.max_dialect : *d;
+      version = DialectVersion(dialect);
     } else if (req->version.starts_with(kVersion9P2000L)) {
       version = kVersion9P2000L;
     }
@@ -529,7 +533,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       // session's fids, which may reuse the numbers. (Requests already running finish.)
       std::lock_guard l(mu_);
       fids_.clear();
-      fd_donation_ = donate;
+      dialect_ = dialect;
       std::erase_if(inflight_, [](const auto& e) { return e.second.queued != 0; });
       room_cv_.notify_all();
     }
@@ -637,7 +641,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Result<Rwalkgetattr> Op(const Twalkgetattr& req, ReplyExtras& x) {
-    if (!fd_donation()) return Errno(ENOSYS);  // Our dialect only.
+    if (!AtLeast(dialect(), Dialect::kWalkGetattr)) return Errno(ENOSYS);  // Our dialect only.
     P9_ASSIGN_OR_RETURN(Rwalk w, Op(Twalk{req.fid, req.newfid, req.names}, x));
     Rwalkgetattr r;
     r.wqids = std::move(w.wqids);
@@ -705,7 +709,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Result<Rlcreateat> Op(const Tlcreateat& req, ReplyExtras& x) {
-    if (!fd_donation()) return Errno(ENOSYS);  // Our dialect only.
+    if (!AtLeast(dialect(), Dialect::kFusedOpen)) return Errno(ENOSYS);  // Our dialect only.
     P9_RETURN_IF_ERROR(ValidateName(req.name));
     P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.dfid));
     const bool path = req.pathfid != kNoFid;
@@ -748,7 +752,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Result<Rwalkopen> Op(const Twalkopen& req, ReplyExtras& x) {
-    if (!fd_donation()) return Errno(ENOSYS);  // Our dialect only.
+    if (!AtLeast(dialect(), Dialect::kFusedOpen)) return Errno(ENOSYS);  // Our dialect only.
     for (const auto& n : req.names) P9_RETURN_IF_ERROR(ValidateName(n));
     P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.fid));
     if (req.newfid == req.fid || FidInUse(req.newfid)) return Errno(EBADF);
@@ -827,7 +831,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Result<std::vector<Dirent>> ReaddirEntries(Fid fid, uint64_t offset, uint32_t count) {
     auto opened = OpenedFile(fid);
     if (opened.has_value()) return (*opened)->Readdir(offset, count);
-    if (!fd_donation()) return opened.error();
+    if (!AtLeast(dialect(), Dialect::kWalkGetattr)) return opened.error();
     P9_ASSIGN_OR_RETURN(auto f, LookupFid(fid));
     std::shared_ptr<File> file;
     {
@@ -867,7 +871,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Result<Rreaddirattr> Op(const Treaddirattr& req, ReplyExtras& x) {
-    if (!fd_donation()) return Errno(ENOSYS);  // Our dialect only.
+    if (!AtLeast(dialect(), Dialect::kReaddirAttr)) return Errno(ENOSYS);  // Our dialect only.
     for (const auto& n : req.names) P9_RETURN_IF_ERROR(ValidateName(n));
     P9_ASSIGN_OR_RETURN(auto ff, LookupFile(req.fid));
     const bool keep = req.newfid != kNoFid;
@@ -1045,10 +1049,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return Rremove{};
   }
 
-  bool fd_donation() {
+  // The session's level of our dialect (kPlain for 9P2000.L).
+  Dialect dialect() {
     std::lock_guard l(mu_);
-    return fd_donation_;
+    return dialect_;
   }
+  bool fd_donation() { return AtLeast(dialect(), Dialect::kFdDonation); }
 
   static constexpr size_t kDefaultThreads = 16;
   static constexpr size_t kQueueMax = 64 * 1024;
@@ -1077,7 +1083,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unordered_map<Tag, Inflight> inflight_;                // Guarded by mu_.
   uint64_t serial_ = 0;                                        // Guarded by mu_. Defer's.
   bool closed_ = false;       // Guarded by mu_.
-  bool fd_donation_ = false;  // Guarded by mu_.
+  Dialect dialect_ = Dialect::kPlain;  // Guarded by mu_.
 
   friend class Server;
 };

@@ -12,9 +12,9 @@
 //
 // Protocol rules enforced here, not in backends:
 //  * Tversion first; it negotiates msize = min(client, max_msize) (>= kMinMsize, else EINVAL)
-//    and the version ("9P2000.L", or our dialect kVersion9P2000LExt, p9.h: fd donation,
-//    Twalkgetattr, Treaddir of unopened directories, full Rreaddir; anything else answers
-//    "unknown"). A new Tversion resets the session. Dialect messages in a plain session: ENOSYS.
+//    and the version: for "9P2000.L.cxx.N" our dialect at the lower of N and our level
+//    (dialect.h), for any other "9P2000.L..." plain "9P2000.L", for anything else "unknown".
+//    A new Tversion resets the session. A message above the session's level: ENOSYS.
 //  * A tag reused while in flight, or a frame with a bad header, is a protocol violation: the
 //    connection is closed. A malformed body gets Rlerror(EINVAL); an unknown type Rlerror(ENOSYS).
 //  * Tflush(oldtag) is answered after oldtag's reply has been sent (or at once if it has none,
@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "p9/dialect.h"
 #include "p9/file.h"
 #include "p9/p9.h"
 #include "p9/result.h"
@@ -50,7 +51,9 @@ struct ServerOptions {
   size_t threads = 0;              // Per connection, at most; 0: 16. See "Threads" above.
   size_t max_fids = 1u << 20;      // Per connection.
   size_t max_inflight = 1024;      // Per connection; must be <= 65535.
-  bool allow_fd_donation = true;   // Offer the extension version (fd donation).
+  // The highest level of our dialect accepted (dialect.h); kPlain: 9P2000.L only, so no fd
+  // donation (level 1). Lower it to serve as an older release would.
+  Dialect max_dialect = kDialect;
   // A connection's reading thread polls for the next request this long before sleeping in
   // the kernel (FrameReader::set_spin); 0: sleeps at once.
   std::chrono::nanoseconds spin{0};

@@ -166,10 +166,81 @@ TEST_F(ServerTest, VersionEchoesOnlyKnownVersions) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->version, "unknown");
   // Our extension offered to a server that does not allow donation falls back to plain .L.
-  MakeServer({.allow_fd_donation = false});
+  MakeServer({.max_dialect = Dialect::kPlain});
   r = conn_->Call(Tversion{1u << 20, kVersion9P2000LExt}, kNoTag);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->version, "9P2000.L");
+}
+
+// A client of another release offers another level: the server answers the lower of its
+// level and ours, and nothing else of 9P2000.L... is taken for our dialect.
+TEST_F(ServerTest, VersionAnswersTheLowerLevelOfOurDialect) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"9P2000.L.cxx.1", "9P2000.L.cxx.1"},
+      {"9P2000.L.cxx.3", "9P2000.L.cxx.3"},
+      {"9P2000.L.cxx.9", kVersion9P2000LExt},  // A newer client gets all we have.
+      {"9P2000.L.cxx.0", "9P2000.L"},
+      {"9P2000.L.cxx.x", "9P2000.L"},
+      {"9P2000.L.other", "9P2000.L"},
+  };
+  for (auto [offered, answered] : cases) {
+    auto r = conn_->Call(Tversion{1u << 20, offered}, kNoTag);
+    ASSERT_TRUE(r.has_value()) << offered;
+    EXPECT_EQ(r->version, answered) << offered;
+  }
+  // A server held to an older level answers it to a newer client.
+  MakeServer({.max_dialect = Dialect::kWalkGetattr});
+  auto r = conn_->Call(Tversion{1u << 20, kVersion9P2000LExt}, kNoTag);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->version, "9P2000.L.cxx.2");
+  r = conn_->Call(Tversion{1u << 20, "9P2000.L.cxx.1"}, kNoTag);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->version, "9P2000.L.cxx.1");
+}
+
+// Each message of the dialect is answered ENOSYS below its level, as a plain server answers
+// it, and served from its level on (here: refused for its unknown fid, after the level).
+TEST_F(ServerTest, DialectMessagesAreServedFromTheirLevelOn) {
+  constexpr Fid kUnknown = 99;
+  auto errno_of = [&](unsigned which) -> Errno {
+    switch (which) {
+      case 0: return Err(conn_->Call(Twalkgetattr{kUnknown, 100, getattr::kBasic, {}}));
+      case 1: return Err(conn_->Call(Treaddirattr{kUnknown, kNoFid, 0, {}, 0, 8192}));
+      case 2: return Err(conn_->Call(Tlcreateat{kUnknown, 100, 101, "f", 0, 0644, 0}));
+      default: return Err(conn_->Call(Twalkopen{kUnknown, 100, 0, {}}));
+    }
+  };
+  const Dialect needs[] = {Dialect::kWalkGetattr, Dialect::kReaddirAttr, Dialect::kFusedOpen,
+                           Dialect::kFusedOpen};
+  for (unsigned level = 0; level <= static_cast<unsigned>(kDialect); ++level) {
+    const Dialect d = static_cast<Dialect>(level);
+    SCOPED_TRACE(DialectVersion(d));
+    conn_->Version(DialectVersion(d).c_str());
+    for (unsigned m = 0; m < 4; ++m) {
+      EXPECT_EQ(errno_of(m), AtLeast(d, needs[m]) ? Errno(EBADF) : Errno(ENOSYS)) << m;
+    }
+  }
+}
+
+// Level 2 lists a walked directory fid that was never opened; level 1 does not.
+TEST_F(ServerTest, UnopenedDirectoriesAreListedFromLevelTwo) {
+  for (Dialect d : {Dialect::kFdDonation, Dialect::kWalkGetattr}) {
+    SCOPED_TRACE(DialectVersion(d));
+    MakeServer({});
+    conn_->Version(DialectVersion(d).c_str());
+    conn_->Attach(1);
+    ASSERT_TRUE(conn_->Call(Twalk{1, 2, {"d"}}).has_value());
+    auto r = conn_->Call(Treaddir{2, 0, 4096});
+    if (d == Dialect::kFdDonation) {
+      EXPECT_FALSE(r.has_value()) << "a level 1 session lists only opened fids";
+      continue;
+    }
+    ASSERT_TRUE(r.has_value()) << r.error();
+    auto ents = DecodeDirents(r->data);
+    ASSERT_TRUE(ents.has_value());
+    ASSERT_FALSE(ents->empty());
+    EXPECT_EQ(ents->front().name, "entry0");
+  }
 }
 
 TEST_F(ServerTest, TinyMsizeIsEINVAL) {

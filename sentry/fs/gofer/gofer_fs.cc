@@ -51,7 +51,8 @@ Result<std::shared_ptr<GoferFs>> GoferFs::Create(p9::UniqueFd sock,
   shared->cache = opts.cache;
   P9_ASSIGN_OR_RETURN(shared->client, p9::Client::Create(std::move(sock), opts.msize));
   shared->client->set_spin(std::chrono::microseconds(opts.spin_us));
-  if (shared->CachesAttrs() && shared->client->extended() && opts.prefetch > 0) {
+  if (shared->CachesAttrs() && shared->client->Has(p9::Dialect::kReaddirAttr) &&
+      opts.prefetch > 0) {
     shared->prefetch = std::make_unique<ListingPrefetch>(opts.prefetch, kPrefetchFirstBytes);
   }
   P9_ASSIGN_OR_RETURN(ClientFile root, ClientFile::Attach(*shared->client, opts.aname));

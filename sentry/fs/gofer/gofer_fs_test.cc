@@ -125,7 +125,7 @@ TEST_P(GoferFsTest, ReadsAndWritesReachTheHost) {
 // A server that donates no fds (plain 9P2000.L): file data comes by Tread, several in flight
 // for a read larger than one message (p9::Client::ReadFull), and arrives whole and in order.
 TEST_P(GoferFsTest, WithoutDonatedFdsLargeReadsComeWholeByTread) {
-  Mount(p9::ServerOptions{.threads = 2, .allow_fd_donation = false});
+  Mount(p9::ServerOptions{.threads = 2, .max_dialect = p9::Dialect::kPlain});
   ASSERT_FALSE(fs_->fd_donation());
   std::string data((3u << 20) + 4321, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 % 251);
@@ -470,6 +470,35 @@ TEST_P(GoferFsTest, OpeningAKnownFileIsOneRoundTrip) {
   std::ofstream(dir_ / "hello", std::ios::trunc) << "changed";
   hfs::remove(dir_ / "hello");
   EXPECT_EQ(Err(f.Open(O_RDONLY)), Errno(0)) << "the inode's file, unlinked but walked";
+}
+
+// A gofer of an older release (dialect level 3: no Tlcreateat, no Twalkopen): the sandbox
+// creates and opens the way that level allows, in more round trips, with the same results.
+TEST_P(GoferFsTest, AnOlderGoferIsServedAtItsLevel) {
+  Mount(p9::ServerOptions{.threads = 2, .max_dialect = p9::Dialect::kReaddirAttr});
+  ASSERT_TRUE(fs_->fd_donation());
+  auto made = root_.dentry->inode()->Mkdir("d", 0755, 0, 0);
+  ASSERT_TRUE(made.has_value());
+  uint64_t before = fs_->requests();
+  auto c = (*made)->Create("f", 0640, O_RDWR, 0, 0);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(fs_->requests() - before, 3u) << "a clone, Tlcreate and a Twalkgetattr";
+  ASSERT_TRUE(c->file->WriteAt(std::span<const char>("data", 4), 0).has_value());
+  c->file.reset();
+  EXPECT_EQ(HostRead("d/f"), "data");
+  auto m = (*made)->Mknod("n", S_IFREG | 0600, 0, 0, 0);
+  ASSERT_TRUE(m.has_value()) << m.error();
+  EXPECT_TRUE(hfs::is_regular_file(dir_ / "d" / "n"));
+  auto f = root_.dentry->inode()->Lookup("hello");
+  ASSERT_TRUE(f.has_value());
+  before = fs_->requests();
+  auto h = (*f)->Open(O_RDONLY);
+  ASSERT_TRUE(h.has_value()) << h.error();
+  EXPECT_EQ(fs_->requests() - before, revalidates() ? 3u : 2u) << "a clone and Tlopen";
+  std::string out(32, '\0');
+  auto n = (*h)->ReadAt(std::span<char>(out.data(), out.size()), 0);
+  ASSERT_TRUE(n.has_value()) << n.error();
+  EXPECT_EQ(out.substr(0, *n), "hello host");
 }
 
 // fsx-style: random creates, opens, writes, reads, truncates, renames, unlinks and closes on

@@ -295,7 +295,7 @@ Result<std::unique_ptr<OpenFile>> GoferInode::Open(int flags) {
     if (!listing) {
       std::shared_ptr<const Known> known;
       uint64_t epoch = shared_->Epoch();
-      if (shared_->client->extended()) {
+      if (shared_->client->Has(p9::Dialect::kReaddirAttr)) {
         // Our dialect lists a directory without opening it, walked or not (then the
         // listing walks it), and says what each subdirectory is.
         P9_ASSIGN_OR_RETURN(std::vector<p9::DirentAttr> ents, ListAttr(epoch));
@@ -341,7 +341,7 @@ Result<std::unique_ptr<OpenFile>> GoferInode::Open(int flags) {
   // The inode's fid stays walked, never opened: an open is of a clone. In our dialect the
   // clone and its Tlopen are one round trip (Twalkopen).
   ClientFile clone;
-  if (shared_->client->extended()) {
+  if (shared_->client->Has(p9::Dialect::kFusedOpen)) {
     P9_ASSIGN_OR_RETURN(auto opened, fid->WalkOpen({}, f));
     clone = std::move(opened.first);
   } else {
@@ -395,7 +395,7 @@ Result<std::shared_ptr<const std::vector<DirEntry>>> GoferInode::ListAll(const C
 Result<std::shared_ptr<GoferInode>> GoferInode::WalkChild(const std::string& name) {
   p9::Client& c = *shared_->client;
   P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
-  if (shared_->CachesAttrs() && c.extended()) {
+  if (shared_->CachesAttrs() && c.Has(p9::Dialect::kWalkGetattr)) {
     P9_ASSIGN_OR_RETURN(auto r, fid->WalkGetAttr({name}));
     auto child = std::make_shared<GoferInode>(shared_, std::move(r.first), r.second.qid);
     child->attr_ = ToAttr(r.second);
@@ -490,7 +490,7 @@ Result<std::shared_ptr<Inode>> GoferInode::Mknod(const std::string& name, uint32
   (void)uid;
   P9_ASSIGN_OR_RETURN(const ClientFile* fid, Fid());
   auto before = Changed(name);
-  if ((mode & S_IFMT) == S_IFREG && shared_->client->extended()) {
+  if ((mode & S_IFMT) == S_IFREG && shared_->client->Has(p9::Dialect::kFusedOpen)) {
     // One round trip; the opened fid is clunked without waiting.
     P9_ASSIGN_OR_RETURN(ClientFile::CreatedAt c,
                         fid->CreateAt(name, p9::open_flags::kRdOnly, mode & 07777, gid));
@@ -516,7 +516,7 @@ Result<Inode::CreatedFile> GoferInode::Create(const std::string& name, uint32_t 
   if (shared_->CachesAttrs()) f = PageCacheBackendFlags(f);
   ClientFile opened;
   std::shared_ptr<GoferInode> child;
-  if (shared_->client->extended()) {
+  if (shared_->client->Has(p9::Dialect::kFusedOpen)) {
     // One round trip: the file created, opened, walked (for the inode) and its attributes.
     P9_ASSIGN_OR_RETURN(ClientFile::CreatedAt c, fid->CreateAt(name, f, mode & 07777, gid));
     Touched(std::move(before));
