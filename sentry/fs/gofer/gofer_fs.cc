@@ -1,6 +1,7 @@
 #include "sentry/fs/gofer/gofer_fs.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include <cerrno>
 #include <chrono>
@@ -23,6 +24,15 @@ namespace {
 // is about 150 bytes); larger ones are read on when taken. Bounds what a listing nobody
 // takes holds.
 constexpr uint32_t kPrefetchFirstBytes = 16 * 1024;
+
+// What the gofer may open, as far as this process can tell: ours. The launcher starts both
+// with the same limits and each raises its own as far as it goes (p9::RaiseFdLimit); in
+// tests the server shares this process's fd table.
+uint64_t GoferFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1u << 20;
+  return rl.rlim_cur;
+}
 }  // namespace
 
 CachePolicy GoferFs::cache() const { return shared_->cache; }
@@ -53,7 +63,8 @@ Result<std::shared_ptr<GoferFs>> GoferFs::Create(p9::UniqueFd sock,
   shared->client->set_spin(std::chrono::microseconds(opts.spin_us));
   if (shared->CachesAttrs() && shared->client->Has(p9::Dialect::kReaddirAttr) &&
       opts.prefetch > 0) {
-    shared->prefetch = std::make_unique<ListingPrefetch>(opts.prefetch, kPrefetchFirstBytes);
+    shared->prefetch = std::make_unique<ListingPrefetch>(
+        opts.prefetch, kPrefetchFirstBytes, ListingPrefetch::HeldFor(GoferFdLimit()));
   }
   P9_ASSIGN_OR_RETURN(ClientFile root, ClientFile::Attach(*shared->client, opts.aname));
   P9_ASSIGN_OR_RETURN(p9::Rgetattr a, root.GetAttr(p9::getattr::kBasic));

@@ -44,7 +44,7 @@ void ListingPrefetch::ExpireLocked(std::vector<Sent>& dropped) {
 
 size_t ListingPrefetch::RoomLocked() {
   const size_t held = sent_.size() + sending_;
-  if (held >= kMaxHeld) return 0;
+  if (held >= max_held_) return 0;
   // The gofer answers in about the order it was asked: count the unanswered from the
   // newest back to the first answered one.
   size_t inflight = sending_;
@@ -53,7 +53,7 @@ size_t ListingPrefetch::RoomLocked() {
     ++inflight;
   }
   if (inflight >= max_inflight_) return 0;
-  return std::min(max_inflight_ - inflight, kMaxHeld - held);
+  return std::min(max_inflight_ - inflight, max_held_ - held);
 }
 
 void ListingPrefetch::Fill(uint64_t epoch) {
@@ -151,6 +151,10 @@ void ListingPrefetch::ForgetEntry(const GoferInode* parent, const std::string& n
   ++forgets_;
   auto i = index_.find(Key{parent, name});
   if (i != index_.end()) DropLocked(i->second, dropped);
+}
+
+size_t ListingPrefetch::HeldFor(uint64_t fd_limit) {
+  return static_cast<size_t>(std::clamp<uint64_t>(fd_limit / 10, 16, kMaxHeld));
 }
 
 size_t ListingPrefetch::ahead() const {

@@ -10,14 +10,14 @@
 //
 // What it holds: at most `max_inflight` listings sent and not yet answered (the gofer's
 // queue of work: enough to keep it busy, few enough that what the walker needs next is
-// not stuck behind much else), at most kMaxHeld sent and not yet taken (each a gofer fid
+// not stuck behind much else), at most `max_held` sent and not yet taken (each a gofer fid
 // and at most `first_bytes` of reply), and the subdirectories still to send, newest listing
 // first (a depth-first walker's order: the subdirectories of the directory just listed are
 // next, then the siblings of the directories above it), at most kMaxPlanned of them. A
 // listing sent and not taken within kMaxAge later listings is dropped (a walk that went
 // elsewhere, or `ls`, which lists a directory without descending). The price of a guess
 // gone wrong: `ls` of a directory with many subdirectories, followed by other listings,
-// has the gofer list up to kMaxHeld directories nobody takes.
+// has the gofer list up to `max_held` directories nobody takes.
 //
 // Validity: only changes made through this file system change the tree (the caching
 // policies this runs under, see GoferInode), and each change of a directory's entries goes
@@ -32,6 +32,7 @@
 #ifndef SENTRY_FS_GOFER_LISTING_PREFETCH_H_
 #define SENTRY_FS_GOFER_LISTING_PREFETCH_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -53,8 +54,11 @@ class GoferInode;
 
 class ListingPrefetch {
  public:
-  ListingPrefetch(size_t max_inflight, uint32_t first_bytes)
-      : max_inflight_(max_inflight), first_bytes_(first_bytes) {}
+  // `max_held`: see above; at most kMaxHeld. Each held listing is an fd in the gofer, so
+  // it is bounded by what the gofer may open (HeldFor).
+  ListingPrefetch(size_t max_inflight, uint32_t first_bytes, size_t max_held = kMaxHeld)
+      : max_inflight_(max_inflight), max_held_(std::min(max_held, kMaxHeld)),
+        first_bytes_(first_bytes) {}
   // Waits for the replies of listings still in flight (their fids are clunked).
   ~ListingPrefetch() = default;
 
@@ -91,6 +95,9 @@ class ListingPrefetch {
   size_t ahead() const;
 
   static constexpr size_t kMaxHeld = 2048;
+  // The listings held for a gofer that may open `fd_limit` files: a tenth of them (the
+  // sandbox's kernel nodes take half, FuseOptions), kMaxHeld at most, 16 at least.
+  static size_t HeldFor(uint64_t fd_limit);
   static constexpr size_t kMaxPlanned = 4096;
   static constexpr uint64_t kMaxAge = 4096;
 
@@ -129,6 +136,7 @@ class ListingPrefetch {
   size_t RoomLocked();
 
   const size_t max_inflight_;
+  const size_t max_held_;
   const uint32_t first_bytes_;
   mutable std::mutex mu_;
   std::list<Sent> sent_;         // Guarded by mu_. Oldest first.
