@@ -259,7 +259,7 @@ TEST_F(RunscTest, ProcAndDevSurviveNodeEviction) {
 }
 
 // Every kernel node and every listing sent ahead holds a host fd in the gofer; under a low
-// open-file limit (4,096 soft and hard, as some hosts set it) the sandbox keeps fewer of
+// open-file limit (1,024 soft and hard, as some hosts set it) the sandbox keeps fewer of
 // both, so a walk over more directories than that still sees every one. (With the fixed
 // 10,000 nodes and 2,048 listings it did not: "Too many open files".)
 TEST_F(RunscTest, FindUnderALowOpenFileLimitSeesEverything) {
@@ -269,7 +269,7 @@ TEST_F(RunscTest, FindUnderALowOpenFileLimitSeesEverything) {
       fs::create_directories(in_ / "many" / ("d" + std::to_string(i)) / ("e" + std::to_string(j)));
     }
   }
-  wrap_ = {"/usr/bin/prlimit", "--nofile=4096:4096", "--"};
+  wrap_ = {"/usr/bin/prlimit", "--nofile=1024:1024", "--"};
   Result r = Do("find /in/many | wc -l && find /in/many -type d | wc -l");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "6061\n6061\n") << r.err;

@@ -42,6 +42,9 @@ struct Node {
   fuse_ino_t parent = 0;   // Guarded by Impl::mu.
   std::string name;        // Guarded by Impl::mu.
   uint64_t last_used = 0;  // Guarded by Impl::mu. A tick of Impl::clock.
+  // Eviction invalidated its entry and the kernel has not forgotten it yet (nor looked it
+  // up again). Guarded by Impl::mu.
+  bool invalidated = false;
   // The listing readers of this directory continue in, when read without a handle (the
   // kernel sends no OPENDIR: see Impl::stateless_dirs). Offsets given to the kernel name
   // positions by name hash, not in one listing (see DirCookie), so any listing serves any
@@ -158,6 +161,7 @@ struct FuseServer::Impl {
   static Impl& Of(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req)); }
 
   uint64_t clock = 0;  // Guarded by mu. Orders node uses for eviction.
+  size_t invalidated = 0;  // Guarded by mu. Nodes with Node::invalidated set.
 
   std::shared_ptr<Node> Get(fuse_ino_t ino) {
     std::lock_guard l(mu);
@@ -179,6 +183,10 @@ struct FuseServer::Impl {
       if (it != ids.end()) {
         id = it->second;
         n = nodes[id];
+        if (n->invalidated) {  // Looked up again: in use after all.
+          n->invalidated = false;
+          --invalidated;
+        }
       } else {
         id = next_id++;
         n = std::make_shared<Node>();
@@ -190,7 +198,7 @@ struct FuseServer::Impl {
       n->parent = parent;
       n->name = name;
       n->last_used = ++clock;
-      count = nodes.size();
+      count = CountedLocked();
     }
     if (count > options.max_nodes) evict_cv.notify_one();
     return id;
@@ -233,6 +241,11 @@ struct FuseServer::Impl {
     return opcode == FUSE_FSYNC || opcode == FUSE_FSYNCDIR;
   }
 
+  // One pass invalidates the least recently used down to 80% of max_nodes, then the next
+  // may start as soon as the count is over again: the nodes it invalidated no longer count
+  // (Node::invalidated) while their FORGETs come, so it does not pick them again. (It used
+  // to wait 200 ms for the FORGETs instead, and a tree walker added thousands of nodes, each
+  // a gofer fd, meanwhile: at an open-file limit of 1,024 a find over /usr ran out.)
   void EvictLoop() {
     for (;;) {
       {
@@ -241,31 +254,56 @@ struct FuseServer::Impl {
         if (evict_stop) return;
         if (!Over()) continue;
       }
-      std::vector<std::tuple<uint64_t, fuse_ino_t, std::string>> victims;
+      std::vector<std::pair<uint64_t, fuse_ino_t>> candidates;  // (last used, id)
+      size_t counted;
       {
         std::lock_guard l(mu);
         for (const auto& [id, n] : nodes) {
-          if (id == FUSE_ROOT_ID || n->parent == 0 || Pinned(n->vd)) continue;
-          victims.emplace_back(n->last_used, n->parent, n->name);
+          if (id == FUSE_ROOT_ID || n->parent == 0 || n->invalidated || Pinned(n->vd)) continue;
+          candidates.emplace_back(n->last_used, id);
         }
+        counted = CountedLocked();
       }
       size_t low = options.max_nodes - options.max_nodes / 5;
-      size_t drop = victims.size() > low ? victims.size() - low : 0;
-      if (drop == 0) continue;
-      std::nth_element(victims.begin(), victims.begin() + static_cast<long>(drop - 1), victims.end());
-      victims.resize(drop);
-      for (const auto& [used, parent, name] : victims) {
+      size_t drop = std::min(counted > low ? counted - low : 0, candidates.size());
+      std::vector<std::pair<fuse_ino_t, std::string>> victims;  // (parent, name)
+      if (drop > 0) {
+        std::nth_element(candidates.begin(), candidates.begin() + static_cast<long>(drop - 1),
+                         candidates.end());
+        candidates.resize(drop);
+        std::lock_guard l(mu);
+        for (const auto& [used, id] : candidates) {
+          auto it = nodes.find(id);
+          if (it == nodes.end() || it->second->invalidated || it->second->last_used != used) {
+            continue;  // Forgotten, or used since it was picked.
+          }
+          it->second->invalidated = true;
+          ++invalidated;
+          victims.emplace_back(it->second->parent, it->second->name);
+        }
+      }
+      for (const auto& [parent, name] : victims) {
         fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
       }
-      // Let the FORGETs arrive before looking again.
       std::unique_lock l(evict_mu);
-      evict_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return evict_stop; });
+      if (victims.empty()) {
+        // Nothing to invalidate (all in use or pinned): look again later, not at once.
+        evict_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return evict_stop; });
+      } else {
+        evict_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return evict_stop || Over(); });
+      }
       if (evict_stop) return;
     }
   }
+  // The nodes eviction answers for: all but those it invalidated and the kernel has yet to
+  // forget, of which at most half of max_nodes are left out (the kernel keeps an
+  // invalidated node that is in use, e.g. a hard link's other name, and each holds a fid).
+  size_t CountedLocked() const {
+    return nodes.size() - std::min(invalidated, options.max_nodes / 2);
+  }
   bool Over() {
     std::lock_guard l(mu);
-    return nodes.size() > options.max_nodes;
+    return CountedLocked() > options.max_nodes;
   }
 
   void Forget(fuse_ino_t ino, uint64_t count) {
@@ -278,6 +316,7 @@ struct FuseServer::Impl {
       Node& n = *it->second;
       n.nlookup = count >= n.nlookup ? 0 : n.nlookup - count;
       if (n.nlookup == 0) {
+        if (n.invalidated) --invalidated;
         ids.erase(std::make_pair(n.vd.mount.get(), n.vd.dentry.get()));
         dropped = std::move(it->second);
         nodes.erase(it);
