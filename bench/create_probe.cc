@@ -1,8 +1,8 @@
 // create_probe DIR N: the system calls `tar x` makes per file, timed one by one. Creates
 // DIR/d and in it N files, each: openat(O_CREAT|O_EXCL), a 13-byte write, futimens, fchown
 // (to the caller), fchmod, close, then fstatat of the name. Prints µs per file for each call
-// and for the whole loop. Statically linked so that it runs inside the sandbox from a bind
-// mount as it runs natively (docs/BENCHMARKS.md, session 22).
+// and for the whole loop. It runs inside the sandbox from a bind mount (the host's libraries
+// are the sandbox's too) as it runs natively (docs/BENCHMARKS.md, session 22).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -57,14 +57,15 @@ Result<std::unique_ptr<Client>> Client::Create(UniqueFd sock, uint32_t msize,
   // What we offer: a level of our dialect (dialect.h), plain 9P2000.L, or (for tests of
   // other peers) any string, which the server must then answer with the same.
   const std::optional<Dialect> offered = ParseDialect(version);
-  const bool ext = offered.has_value() && *offered != Dialect::kPlain &&
-                   version == DialectVersion(*offered);
+  bool ext = offered.has_value() && *offered != Dialect::kPlain &&
+             version == DialectVersion(*offered);
   auto rvr = negotiate(version);
   // A server that does not know our dialect should answer "9P2000.L" or "unknown"; diod
   // answers Rlerror instead. Either way, fall back to plain 9P2000.L on the same connection.
   if (ext && (!rvr.has_value() || rvr->version == kVersionUnknown)) {
     if (!rvr.has_value() && rvr.error() == Errno(ECONNRESET)) return rvr.error();
     version = kVersion9P2000L;
+    ext = false;  // What is offered now is plain 9P2000.L, and only it may be answered.
     rvr = negotiate(version);
   }
   if (!rvr.has_value()) return rvr.error();

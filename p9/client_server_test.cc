@@ -492,6 +492,8 @@ TEST(ClientVersionTest, SmallerMsizeIsAcceptedUnknownIsRejected) {
     peer.join();
     ASSERT_TRUE(cl.has_value()) << cl.error();
     EXPECT_EQ((*cl)->version(), kVersion9P2000L);
+    EXPECT_EQ((*cl)->dialect(), Dialect::kPlain) << "the level refused is not kept";
+    EXPECT_FALSE((*cl)->fd_donation());
   }
   {
     ScriptedPeer peer([](int, FrameReader&) {}, 2u << 20, kVersion9P2000L);
