@@ -54,18 +54,16 @@ Result<std::unique_ptr<Client>> Client::Create(UniqueFd sock, uint32_t msize,
     if (f.header.type != static_cast<uint8_t>(MsgType::kRversion)) return Errno(EIO);
     return DecodeBody<Rversion>(f.body_view());
   };
-  // What we offer: a level of our dialect (dialect.h), plain 9P2000.L, or (for tests of
-  // other peers) any string, which the server must then answer with the same.
-  const std::optional<Dialect> offered = ParseDialect(version);
-  bool ext = offered.has_value() && *offered != Dialect::kPlain &&
-             version == DialectVersion(*offered);
+  // What we offer: a level of our dialect (dialect.h; `offered`), plain 9P2000.L, or (for
+  // tests of other peers) any string, which the server must then answer with the same.
+  std::optional<Dialect> offered = DialectNamed(version);
   auto rvr = negotiate(version);
   // A server that does not know our dialect should answer "9P2000.L" or "unknown"; diod
   // answers Rlerror instead. Either way, fall back to plain 9P2000.L on the same connection.
-  if (ext && (!rvr.has_value() || rvr->version == kVersionUnknown)) {
+  if (offered.has_value() && (!rvr.has_value() || rvr->version == kVersionUnknown)) {
     if (!rvr.has_value() && rvr.error() == Errno(ECONNRESET)) return rvr.error();
     version = kVersion9P2000L;
-    ext = false;  // What is offered now is plain 9P2000.L, and only it may be answered.
+    offered.reset();  // What is offered now is plain 9P2000.L, and only it may be answered.
     rvr = negotiate(version);
   }
   if (!rvr.has_value()) return rvr.error();
@@ -75,13 +73,13 @@ Result<std::unique_ptr<Client>> Client::Create(UniqueFd sock, uint32_t msize,
   if (rv.version != version) {
     // Only our dialect may be answered with another string: a level at most the one offered
     // (an older server's), or plain 9P2000.L. Never a higher level than asked for.
-    std::optional<Dialect> got = ParseDialect(rv.version);
-    if (!ext || !got.has_value() || DialectVersion(*got) != rv.version ||
-        !AtLeast(*offered, *got)) {
+    std::optional<Dialect> got =
+        rv.version == kVersion9P2000L ? Dialect::kPlain : DialectNamed(rv.version);
+    if (!offered.has_value() || !got.has_value() || !AtLeast(*offered, *got)) {
       return Errno(EPROTONOSUPPORT);
     }
     dialect = *got;
-  } else if (ext) {
+  } else if (offered.has_value()) {
     dialect = *offered;
   }
   if (rv.msize < kMinMsize || rv.msize > msize) return Errno(EIO);

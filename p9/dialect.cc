@@ -27,4 +27,12 @@ std::optional<Dialect> ParseDialect(std::string_view version) {
   return static_cast<Dialect>(std::min(level, static_cast<unsigned>(kDialect)));
 }
 
+std::optional<Dialect> DialectNamed(std::string_view version) {
+  std::optional<Dialect> d = ParseDialect(version);
+  if (!d.has_value() || *d == Dialect::kPlain || DialectVersion(*d) != version) {
+    return std::nullopt;
+  }
+  return d;
+}
+
 }  // namespace p9

@@ -47,6 +47,10 @@ std::string DialectVersion(Dialect d);
 // nullopt: not our dialect.
 std::optional<Dialect> ParseDialect(std::string_view version);
 
+// The level of our dialect that `version` names exactly (DialectVersion(level) == version,
+// level 1 or more; no clamping): what a client offers, and what it may be answered with.
+std::optional<Dialect> DialectNamed(std::string_view version);
+
 inline bool AtLeast(Dialect have, Dialect need) {
   return static_cast<unsigned>(have) >= static_cast<unsigned>(need);
 }

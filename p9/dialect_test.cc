@@ -32,6 +32,14 @@ TEST(DialectTest, AnythingElseIsNotOurDialect) {
   }
 }
 
+TEST(DialectTest, OnlyTheExactNameOfALevelNamesIt) {
+  EXPECT_EQ(DialectNamed("9P2000.L.cxx.3"), Dialect::kReaddirAttr);
+  EXPECT_EQ(DialectNamed(kVersion9P2000LExt), kDialect);
+  EXPECT_EQ(DialectNamed("9P2000.L.cxx.5"), std::nullopt) << "not clamped";
+  EXPECT_EQ(DialectNamed("9P2000.L"), std::nullopt) << "plain is not a level of the dialect";
+  EXPECT_EQ(DialectNamed("9P2000.L.cxx.03"), std::nullopt);
+}
+
 TEST(DialectTest, LevelsAreOrdered) {
   EXPECT_TRUE(AtLeast(Dialect::kFusedOpen, Dialect::kFdDonation));
   EXPECT_TRUE(AtLeast(Dialect::kReaddirAttr, Dialect::kReaddirAttr));
