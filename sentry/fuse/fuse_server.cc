@@ -696,8 +696,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // host-side changes are seen at open (close-to-open consistency).
   fi->keep_cache = impl.Timeout(n->vd) > 0;
   // FLUSH (at each close) writes back what this handle wrote: nothing for a read-only one,
-  // so the kernel need not ask (FOPEN_NOFLUSH; a program's start opens hundreds of files).
-  fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
+  // nor for a file system that holds no writes back (tmpfs; 9p without a page cache), so
+  // the kernel need not ask (FOPEN_NOFLUSH; a program's start opens hundreds of files).
+  fi->noflush = !hd->h->file->FlushWritesBack();
   if (impl.ReplyOpen(req, fi, impl.Passthrough(*n, *hd->h), nullptr) != 0) impl.DropHandle(hd);
 }
 
@@ -713,6 +714,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Handle* hd = impl.NewHandle(std::move(*h));
   fi->fh = reinterpret_cast<uint64_t>(hd);
   fi->keep_cache = impl.Timeout(at) > 0;
+  fi->noflush = !hd->h->file->FlushWritesBack();  // As for OPEN: tar's every file.
   if (impl.ReplyEntry(req, parent, p->vd, name, at, fi, hd->h.get()) == 0) impl.DropHandle(hd);
 }
 

@@ -37,6 +37,10 @@ class OpenFile {
   // What close(2) owes: writes back data the file system holds for this file (a write-back
   // cache), so that the next opener and the host see it, without asking for durability.
   virtual Result<void> Flush() { return p9::Ok(); }
+  // Whether Flush may have work to do for this open file (it holds writes back). If not,
+  // a close need not reach the file system at all (the FUSE frontend then tells the kernel
+  // not to send FLUSH).
+  virtual bool FlushWritesBack() const { return false; }
   // Where the file system can name a host fd that holds bytes [offset, offset+len) exactly as
   // ReadAt would return them now (9P with fd donation and nothing newer held in the sandbox):
   // the fd and how many bytes of the range to take from it (fewer at the cached end of file).

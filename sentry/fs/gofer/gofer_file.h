@@ -46,6 +46,7 @@ class GoferFile : public vfs::OpenFile {
   p9::Result<std::vector<vfs::DirEntry>> Readdir(uint64_t offset) override;
   p9::Result<void> Fsync() override;
   p9::Result<void> Flush() override;
+  bool FlushWritesBack() const override { return cache_ && writable(); }
   std::optional<HostExtent> ReadableHostExtent(uint64_t offset, size_t len) override;
   std::optional<HostIo> HostIoFile() const override;
   p9::Result<void> StartHostIo() override;
