@@ -322,6 +322,26 @@ TEST_F(RunscTest, SortOfALargeFile) {
   EXPECT_EQ(first, "1");
 }
 
+// The sandbox's /tmp keeps file bytes in memfds that the kernel reads and writes itself:
+// programs built there run from there, a shared mapping that outlives its fd is the file,
+// and a large file is whole.
+TEST_F(RunscTest, TmpFilesRunMapAndHoldLikeAHostTmpfs) {
+  Result r = Do(
+      "cd /tmp && printf '#include <stdio.h>\\nint main(void) { puts(\"run from tmp\"); }\\n' > p.c && "
+      "gcc -o p p.c && ./p && "
+      "python3 -c 'import mmap, os\n"
+      "fd = os.open(\"/tmp/m\", os.O_RDWR | os.O_CREAT, 0o644)\n"
+      "os.ftruncate(fd, 8192)\n"
+      "m = mmap.mmap(fd, 8192)\n"
+      "os.close(fd)\n"
+      "m[4096:4101] = b\"hello\"\n"
+      "print(open(\"/tmp/m\", \"rb\").read()[4096:4101].decode())' && "
+      "head -c 67108864 /dev/zero | tr '\\0' a > /tmp/big && wc -c < /tmp/big && "
+      "tr -d a < /tmp/big | wc -c");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "run from tmp\nhello\n67108864\n0\n");
+}
+
 TEST_F(RunscTest, Python3WritesAndReadsFiles) {
   Result r = Do(
       "python3 -c 'import os, hashlib\n"

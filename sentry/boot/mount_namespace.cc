@@ -127,6 +127,12 @@ Result<void> MkdirAll(vfs::MountNamespace& ns, const std::string& path, std::str
 
 namespace {
 
+// The memory layer of an overlay. Its files keep their bytes in memory, not in memfds: the
+// FUSE frontend passes through only a node's own file system's files, never a layer's.
+std::shared_ptr<vfs::Filesystem> UpperLayer() {
+  return std::make_shared<fs::Tmpfs>(fs::TmpfsOptions{.memfd_files = 0});
+}
+
 // The root file system of a container: 9P (or direct), under it the mount-point tree for
 // `mounts`, and the tmpfs overlay if configured.
 Result<std::shared_ptr<vfs::Filesystem>> CreateRootFs(const p9fs::OciSpec& spec,
@@ -162,7 +168,7 @@ Result<std::shared_ptr<vfs::Filesystem>> CreateRootFs(const p9fs::OciSpec& spec,
   root = with_tree;
   if (config.overlay() && !spec.root().readonly()) {
     P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> ov,
-                        fs::OverlayFs::Create(std::make_shared<fs::Tmpfs>(), root));
+                        fs::OverlayFs::Create(UpperLayer(), root));
     root = ov;
   }
   return root;
@@ -202,7 +208,7 @@ Result<void> MountOne(vfs::MountNamespace& ns,
   if (p.use_overlay) {
     // All writes go to the tmpfs upper; the bind mount below is only read.
     P9_ASSIGN_OR_RETURN(std::shared_ptr<fs::OverlayFs> ov,
-                        fs::OverlayFs::Create(std::make_shared<fs::Tmpfs>(), f));
+                        fs::OverlayFs::Create(UpperLayer(), f));
     f = ov;
   }
   P9_RETURN_IF_ERROR(MkdirAll(ns, dest, error));

@@ -89,6 +89,7 @@ class FuseServerTest : public ::testing::TestWithParam<Variant> {
     hfs::create_directories(host_ / "sub");
     hfs::create_directories(host_ / "t");
     hfs::create_directories(host_ / "ro");
+    hfs::create_directories(host_ / "u");
     std::ofstream(host_ / "hello") << "hello host";
 
     auto ap = gofer::AttachPoint::Open(host_.string(), false, nullptr);
@@ -109,6 +110,9 @@ class FuseServerTest : public ::testing::TestWithParam<Variant> {
     vfs_ = std::make_shared<vfs::Vfs>(*ns);
     ASSERT_TRUE(vfs_->MountAt("/t", std::make_shared<fs::Tmpfs>(), {}, "none").has_value());
     ASSERT_TRUE(vfs_->MountAt("/ro", std::make_shared<fs::Tmpfs>(), {.read_only = true}, "none")
+                    .has_value());
+    ASSERT_TRUE(vfs_->MountAt("/u", std::make_shared<fs::Tmpfs>(fs::TmpfsOptions{.memfd_files = 0}),
+                              {}, "none")
                     .has_value());
     auto s = FuseServer::Mount(vfs_, mnt_.string(), {.uring = uring()}, &error);
     ASSERT_TRUE(s.has_value()) << error;
@@ -168,7 +172,7 @@ TEST_P(FuseServerTest, ReadsHostFileAndListsRoot) {
   EXPECT_EQ(Slurp(M("hello")), "hello host");
   std::set<std::string> names;
   for (const auto& e : hfs::directory_iterator(mnt_)) names.insert(e.path().filename());
-  EXPECT_EQ(names, (std::set<std::string>{"hello", "sub", "t", "ro"}));
+  EXPECT_EQ(names, (std::set<std::string>{"hello", "sub", "t", "ro", "u"}));
 }
 
 TEST_P(FuseServerTest, WritesReachTheHostByClose) {
@@ -792,66 +796,90 @@ bool KernelHasPassthrough() {
   return major > 6 || (major == 6 && minor >= 9);
 }
 
-// Host files' data never passes through the sentry: the kernel reads and writes it on the
-// host file itself (FUSE passthrough). Sizes and times stay right although the sentry sees
-// none of the writes, under both policies; tmpfs files still go through the sentry.
-TEST_P(FuseServerTest, PassthroughDoesHostFileIoInTheKernel) {
+// File data never passes through the sentry where a host fd holds it: the kernel reads
+// and writes it on that fd itself (FUSE passthrough). That is a host file (9p with fd
+// donation), or a tmpfs file's memfd. Sizes and times stay right although the sentry sees
+// none of the writes, under both policies; a tmpfs without memfds goes through the sentry.
+TEST_P(FuseServerTest, PassthroughDoesFileIoInTheKernel) {
   if (!KernelHasPassthrough()) GTEST_SKIP() << "kernel without FUSE passthrough";
   const uint64_t reads = fuse_->received(FUSE_READ);
   const uint64_t writes = fuse_->received(FUSE_WRITE);
   EXPECT_EQ(Slurp(M("hello")), "hello host");
   EXPECT_TRUE(fuse_->passthrough());  // Known once INIT is done, before the first request.
 
-  std::string data(100000, '\0');
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
-  int fd = open(M("sub/pt").c_str(), O_CREAT | O_RDWR, 0644);
-  ASSERT_GE(fd, 0) << strerror(errno);
-  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
-  struct stat st;
-  ASSERT_EQ(stat(M("sub/pt").c_str(), &st), 0);
-  EXPECT_EQ(st.st_size, 100000);
-  // A chmod while writing: its reply carries the size the host has, not a cached one.
-  ASSERT_EQ(fchmod(fd, 0600), 0);
-  ASSERT_EQ(pwrite(fd, "end", 3, 200000), 3);
-  ASSERT_EQ(fstat(fd, &st), 0);
-  EXPECT_EQ(st.st_size, 200003);
-  EXPECT_EQ(st.st_mode & 07777, 0600u);
-  ASSERT_EQ(close(fd), 0);
-  // On the host at once, and read back through another open.
-  EXPECT_EQ(hfs::file_size(host_ / "sub/pt"), 200003u);
-  std::string back = Slurp(M("sub/pt"));
-  ASSERT_EQ(back.size(), 200003u);
-  EXPECT_EQ(back.substr(0, data.size()), data);
-  EXPECT_EQ(back.substr(200000), "end");
-  ASSERT_EQ(stat(M("sub/pt").c_str(), &st), 0);
-  EXPECT_EQ(st.st_size, 200003);
-  // Shrunk through a handle, then appended to: still one truth.
-  fd = open(M("sub/pt").c_str(), O_WRONLY | O_APPEND);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(ftruncate(fd, 10), 0);
-  ASSERT_EQ(write(fd, "XY", 2), 2);
-  ASSERT_EQ(close(fd), 0);
-  EXPECT_EQ(Slurp(M("sub/pt")), "abcdefghijXY");
-  EXPECT_EQ(Slurp(host_ / "sub/pt"), "abcdefghijXY");
-  ASSERT_EQ(stat(M("sub/pt").c_str(), &st), 0);
-  EXPECT_EQ(st.st_size, 12);
-  // mmap maps the host file.
-  fd = open(M("sub/pt").c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  void* m = mmap(nullptr, 12, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ASSERT_NE(m, MAP_FAILED);
-  EXPECT_EQ(std::string(static_cast<char*>(m), 12), "abcdefghijXY");
-  static_cast<char*>(m)[0] = 'A';
-  ASSERT_EQ(msync(m, 12, MS_SYNC), 0);
-  munmap(m, 12);
-  close(fd);
-  EXPECT_EQ(Slurp(host_ / "sub/pt"), "AbcdefghijXY");
-
+  // `rel` through the mount; `host` the same file seen on the host ("" for tmpfs).
+  auto check = [&](const std::string& rel, const hfs::path& host) {
+    SCOPED_TRACE(rel);
+    std::string data(100000, '\0');
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+    int fd = open(M(rel).c_str(), O_CREAT | O_RDWR, 0644);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+    struct stat st;
+    ASSERT_EQ(stat(M(rel).c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 100000);
+    // A chmod while writing: its reply carries the size the file has, not a cached one.
+    ASSERT_EQ(fchmod(fd, 0600), 0);
+    ASSERT_EQ(pwrite(fd, "end", 3, 200000), 3);
+    ASSERT_EQ(fstat(fd, &st), 0);
+    EXPECT_EQ(st.st_size, 200003);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+    ASSERT_EQ(close(fd), 0);
+    // Seen at once (on the host too), and read back through another open.
+    if (!host.empty()) EXPECT_EQ(hfs::file_size(host), 200003u);
+    std::string back = Slurp(M(rel));
+    ASSERT_EQ(back.size(), 200003u);
+    EXPECT_EQ(back.substr(0, data.size()), data);
+    EXPECT_EQ(back.substr(200000), "end");
+    ASSERT_EQ(stat(M(rel).c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 200003);
+    // Times set through the mount hold, and a later write moves mtime on from them.
+    const timespec old[2] = {{1000000000, 0}, {1000000000, 5}};
+    ASSERT_EQ(utimensat(AT_FDCWD, M(rel).c_str(), old, 0), 0);
+    ASSERT_EQ(stat(M(rel).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mtim.tv_sec, 1000000000);
+    EXPECT_EQ(st.st_mtim.tv_nsec, 5);
+    EXPECT_EQ(st.st_atim.tv_sec, 1000000000);
+    // Shrunk through a handle, then appended to: still one truth.
+    fd = open(M(rel).c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, 10), 0);
+    ASSERT_EQ(write(fd, "XY", 2), 2);
+    ASSERT_EQ(close(fd), 0);
+    EXPECT_EQ(Slurp(M(rel)), "abcdefghijXY");
+    if (!host.empty()) EXPECT_EQ(Slurp(host), "abcdefghijXY");
+    ASSERT_EQ(stat(M(rel).c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 12);
+    EXPECT_GT(st.st_mtim.tv_sec, 1000000000);
+    // mmap maps the file's own pages: a write through a mapping that outlives its fd is
+    // the file's.
+    fd = open(M(rel).c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    void* m = mmap(nullptr, 12, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ASSERT_NE(m, MAP_FAILED);
+    close(fd);
+    EXPECT_EQ(std::string(static_cast<char*>(m), 12), "abcdefghijXY");
+    static_cast<char*>(m)[0] = 'A';
+    ASSERT_EQ(msync(m, 12, MS_SYNC), 0);
+    EXPECT_EQ(Slurp(M(rel)), "AbcdefghijXY");
+    static_cast<char*>(m)[1] = 'B';
+    munmap(m, 12);
+    EXPECT_EQ(Slurp(M(rel)), "ABcdefghijXY");
+    if (!host.empty()) EXPECT_EQ(Slurp(host), "ABcdefghijXY");
+    // Opened with O_TRUNC: empty.
+    fd = open(M(rel).c_str(), O_WRONLY | O_TRUNC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(fstat(fd, &st), 0);
+    EXPECT_EQ(st.st_size, 0);
+    close(fd);
+    EXPECT_EQ(Slurp(M(rel)), "");
+  };
+  check("sub/pt", host_ / "sub/pt");
+  check("t/pt", "");
   EXPECT_EQ(fuse_->received(FUSE_READ), reads);
   EXPECT_EQ(fuse_->received(FUSE_WRITE), writes);
-  // tmpfs has no host file: its data goes through us.
-  std::ofstream(M("t/x")) << "tmp";
-  EXPECT_EQ(Slurp(M("t/x")), "tmp");
+  // A tmpfs whose files get no memfd: its data goes through us, and reads the same.
+  check("u/pt", "");
   EXPECT_GT(fuse_->received(FUSE_READ), reads);
   EXPECT_GT(fuse_->received(FUSE_WRITE), writes);
 }

@@ -10,6 +10,8 @@
 #include <mutex>
 #include <sstream>
 
+#include "sentry/fs/tmpfs/file_data.h"
+
 namespace sentry::fs {
 
 using p9::Errno;
@@ -24,9 +26,14 @@ struct Tmpfs::State {
   std::mutex mu;
   uint64_t next_ino = 1;  // Guarded by mu.
   uint64_t dev = 0;
+  std::shared_ptr<MemfdBudget> memfds;
 };
 
 namespace {
+
+timespec Later(const timespec& a, const timespec& b) {
+  return (a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec) ? a : b;
+}
 
 // One inode of any type. Fields guarded by state->mu.
 class TmpInode : public Inode {
@@ -45,6 +52,7 @@ class TmpInode : public Inode {
     attr_.atime = attr_.mtime = attr_.ctime = vfs::Now();
     attr_.ino = s_->next_ino++;  // Callers hold s_->mu or are constructing the fs.
     attr_.dev = s_->dev;
+    if (type() == S_IFREG) data_ = std::make_unique<FileData>(s_->memfds);
   }
 
   uint32_t type() const { return attr_.mode & S_IFMT; }
@@ -52,10 +60,20 @@ class TmpInode : public Inode {
   Result<Attr> GetAttr() override {
     std::lock_guard l(s_->mu);
     Attr a = attr_;
-    if (type() == S_IFREG) a.size = data_.size();
     if (type() == S_IFLNK) a.size = target_.size();
     if (type() == S_IFDIR) a.size = 4096;
     a.blocks = (a.size + 511) / 512;
+    if (type() == S_IFREG) {
+      auto st = data_->GetStat();
+      if (!st.has_value()) return st.error();
+      a.size = st->size;
+      a.blocks = st->blocks;
+      if (st->mtime.has_value()) {  // In a memfd, which the kernel may have written.
+        a.atime = *st->atime;
+        a.mtime = *st->mtime;
+        a.ctime = Later(attr_.ctime, *st->ctime);
+      }
+    }
     return a;
   }
 
@@ -65,8 +83,7 @@ class TmpInode : public Inode {
     if (r.mask & SetAttrRequest::kSize) {
       if (type() == S_IFDIR) return Errno(EISDIR);
       if (type() != S_IFREG) return Errno(EINVAL);
-      if (r.size > (uint64_t{1} << 40)) return Errno(EFBIG);
-      data_.resize(r.size, '\0');
+      P9_RETURN_IF_ERROR(data_->Truncate(r.size));
       attr_.mtime = now;
     }
     if (r.mask & SetAttrRequest::kMode) attr_.mode = type() | (r.mode & 07777);
@@ -76,6 +93,16 @@ class TmpInode : public Inode {
     if (r.mask & SetAttrRequest::kAtimeNow) attr_.atime = now;
     if (r.mask & SetAttrRequest::kMtime) attr_.mtime = r.mtime;
     if (r.mask & SetAttrRequest::kMtimeNow) attr_.mtime = now;
+    if (type() == S_IFREG && (r.mask & (SetAttrRequest::kAtime | SetAttrRequest::kAtimeNow |
+                                        SetAttrRequest::kMtime | SetAttrRequest::kMtimeNow))) {
+      auto pick = [&](uint32_t set, uint32_t set_now, const timespec& t) {
+        if (r.mask & set) return t;
+        return timespec{0, (r.mask & set_now) ? UTIME_NOW : UTIME_OMIT};
+      };
+      P9_RETURN_IF_ERROR(
+          data_->SetTimes(pick(SetAttrRequest::kAtime, SetAttrRequest::kAtimeNow, r.atime),
+                          pick(SetAttrRequest::kMtime, SetAttrRequest::kMtimeNow, r.mtime)));
+    }
     attr_.ctime = now;
     return p9::Ok();
   }
@@ -248,24 +275,25 @@ class TmpInode : public Inode {
     return p9::Ok();
   }
 
-  // Data access for open files. REQUIRES: nothing (takes the lock).
+  // Data access for open files (regular files only). REQUIRES: s_->mu not held. In a
+  // memfd, the memfd keeps the times; in memory, the inode.
   Result<size_t> Read(std::span<char> dst, uint64_t off) {
-    std::lock_guard l(s_->mu);
-    if (off >= data_.size()) return size_t{0};
-    size_t n = std::min<uint64_t>(dst.size(), data_.size() - off);
-    std::memcpy(dst.data(), data_.data() + off, n);
-    attr_.atime = vfs::Now();
+    P9_ASSIGN_OR_RETURN(size_t n, data_->Read(dst, off));
+    if (data_->memfd() < 0) {
+      std::lock_guard l(s_->mu);
+      attr_.atime = vfs::Now();
+    }
     return n;
   }
   Result<size_t> Write(std::span<const char> src, uint64_t off, bool append) {
-    std::lock_guard l(s_->mu);
-    if (append) off = data_.size();
-    if (off + src.size() > (uint64_t{1} << 40)) return Errno(EFBIG);
-    if (data_.size() < off + src.size()) data_.resize(off + src.size(), '\0');
-    if (!src.empty()) std::memcpy(data_.data() + off, src.data(), src.size());
-    attr_.mtime = attr_.ctime = vfs::Now();
-    return src.size();
+    P9_ASSIGN_OR_RETURN(size_t n, data_->Write(src, off, append));
+    if (data_->memfd() < 0) {
+      std::lock_guard l(s_->mu);
+      attr_.mtime = attr_.ctime = vfs::Now();
+    }
+    return n;
   }
+  int memfd() const { return data_ ? data_->memfd() : -1; }
   Result<std::vector<DirEntry>> List(uint64_t offset) {
     std::lock_guard l(s_->mu);
     if (dead_) return std::vector<DirEntry>{};
@@ -288,7 +316,7 @@ class TmpInode : public Inode {
  private:
   std::shared_ptr<Tmpfs::State> s_;
   Attr attr_;
-  std::string data_;                       // Regular files.
+  std::unique_ptr<FileData> data_;         // Regular files.
   std::string target_;                     // Symlinks.
   std::map<std::string, Entry> children_;  // Directories.
   uint64_t next_cookie_ = 3;               // 1 and 2 are "." and "..".
@@ -301,17 +329,28 @@ class TmpFile : public OpenFile {
  public:
   TmpFile(std::shared_ptr<TmpInode> inode, int flags) : inode_(std::move(inode)), flags_(flags) {}
   Result<size_t> ReadAt(std::span<char> dst, uint64_t off) override {
-    if (inode_->type() == S_IFDIR) return Errno(EISDIR);
+    if (inode_->type() != S_IFREG) return Errno(EISDIR);
     return inode_->Read(dst, off);
   }
   Result<size_t> WriteAt(std::span<const char> src, uint64_t off) override {
-    if (inode_->type() == S_IFDIR) return Errno(EISDIR);
+    if (inode_->type() != S_IFREG) return Errno(EISDIR);
     return inode_->Write(src, off, flags_ & O_APPEND);
   }
   Result<std::vector<DirEntry>> Readdir(uint64_t offset) override {
     if (inode_->type() != S_IFDIR) return Errno(ENOTDIR);
     auto all = inode_->List(offset);
     return all;
+  }
+  // A file whose bytes are in a memfd: the kernel may do its I/O there itself.
+  std::optional<HostIo> HostIoFile() const override {
+    int fd = inode_->memfd();
+    if (fd < 0) return std::nullopt;
+    return HostIo{fd, inode_.get()};
+  }
+  // Nothing to write back or to keep coherent: the memfd holds the bytes, size and times.
+  Result<void> StartHostIo() override {
+    if (inode_->memfd() < 0) return Errno(EOPNOTSUPP);
+    return p9::Ok();
   }
 
  private:
@@ -322,12 +361,15 @@ class TmpFile : public OpenFile {
 Result<std::unique_ptr<OpenFile>> TmpInode::Open(int flags) {
   uint32_t t = type();
   if (t != S_IFREG && t != S_IFDIR) return Errno(ENXIO);  // Special files: the frontend's job.
-  if (flags & O_TRUNC) {
+  if (t == S_IFREG) {
     std::lock_guard l(s_->mu);
-    if (t == S_IFREG) {
-      data_.clear();
+    if (flags & O_TRUNC) {
+      P9_RETURN_IF_ERROR(data_->Truncate(0));
       attr_.mtime = attr_.ctime = vfs::Now();
     }
+    // From the first open on, the bytes are in a memfd if one can be had (else they stay in
+    // memory, and this open is served through ReadAt/WriteAt).
+    data_->ToMemfd(attr_.atime, attr_.mtime);
   }
   return std::unique_ptr<OpenFile>(std::make_unique<TmpFile>(
       std::static_pointer_cast<TmpInode>(shared_from_this()), flags));
@@ -376,6 +418,7 @@ Result<TmpfsOptions> ParseTmpfsOptions(const std::string& data, std::string* err
 Tmpfs::Tmpfs(TmpfsOptions opts) : state_(std::make_shared<State>()) {
   static std::atomic<uint64_t> next_dev{1};
   state_->dev = next_dev++;
+  state_->memfds = std::make_shared<MemfdBudget>(opts.memfd_files);
   std::lock_guard l(state_->mu);
   root_ = std::make_shared<TmpInode>(state_, S_IFDIR | (opts.mode & 07777), opts.uid, opts.gid);
 }

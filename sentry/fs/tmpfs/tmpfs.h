@@ -1,11 +1,13 @@
 // tmpfs: a file system in memory (also the upper layer of overlays and the "mount-point
 // tree" of the submount overlay).
 //
-// Locking: one mutex per file system guards every inode's data; operations are short and
-// never call out while holding it.
+// Locking: one mutex per file system guards every inode's metadata and names; operations
+// are short and never call out while holding it. A regular file's bytes are its FileData's
+// (file_data.h), read and written without that mutex.
 #ifndef SENTRY_FS_TMPFS_TMPFS_H_
 #define SENTRY_FS_TMPFS_TMPFS_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -17,6 +19,10 @@ struct TmpfsOptions {
   uint32_t mode = 01777;  // Of the root directory.
   uint32_t uid = 0;
   uint32_t gid = 0;
+  // How many regular files may keep their bytes in a memfd (file_data.h: the kernel can
+  // then do their I/O itself), within the process's budget; the rest keep them in memory.
+  // 0 for an overlay's upper layer, whose files the FUSE frontend never passes through.
+  size_t memfd_files = SIZE_MAX;
 };
 
 // Parses "mode=0755,uid=0,gid=0". Any other option, a malformed value or an "a=b=c" entry
