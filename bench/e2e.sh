@@ -9,8 +9,8 @@
 # Workloads: find over /usr; tar extract of a 10,000-file archive into a rw directory, and
 # into a tmpfs (for runsc the sandbox's own /tmp: FUSE and the sentry with no gofer, the
 # floor of our frontend; for the others the same tmpfs work tree as before); sequential read
-# of a 1 GiB file; 4 KiB random reads (fio, psync, 5 s). Each cell is the median of three
-# runs.
+# of a 1 GiB file; writing and reading back 1 GiB in that tmpfs (1 MiB blocks); 4 KiB
+# random reads (fio, psync, 5 s). Each cell is the median of three runs.
 #   bench/e2e.sh BINDIR [RESULTS.md]    BINDIR holds runsc, gofer and sandbox (bazel-bin tree)
 set -euo pipefail
 bin=${1:?usage: bench/e2e.sh BAZEL_BIN [OUT.md]}
@@ -47,9 +47,10 @@ declare -A work=(
   [tar_x_10k]='rm -rf @W@/out/x && mkdir @W@/out/x && tar xf @W@/data/10k.tar -C @W@/out/x'
   [tar_x_10k_tmpfs]='rm -rf @T@/x && mkdir -p @T@/x && tar xf @W@/data/10k.tar -C @T@/x'
   [seq_read_1g]='cat @W@/data/big > /dev/null'
+  [tmpfs_write_read_1g]='mkdir -p @T@ && dd if=/dev/zero of=@T@/big bs=1M count=1024 status=none && cat @T@/big > /dev/null && rm @T@/big'
   [fio_randread_4k]='fio --name=r --filename=@W@/data/big --rw=randread --bs=4k --size=1G --runtime=5 --time_based --ioengine=psync --output-format=terse --terse-version=3 | cut -d";" -f8'
 )
-order=(find_usr tar_x_10k tar_x_10k_tmpfs seq_read_1g fio_randread_4k)
+order=(find_usr tar_x_10k tar_x_10k_tmpfs seq_read_1g tmpfs_write_read_1g fio_randread_4k)
 runners=(native runsc bwrap proot bindfs)
 
 run() {  # runner workload -> prints "seconds" (or IOPS for fio)
