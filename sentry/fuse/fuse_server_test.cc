@@ -884,6 +884,46 @@ TEST_P(FuseServerTest, PassthroughDoesFileIoInTheKernel) {
   EXPECT_GT(fuse_->received(FUSE_WRITE), writes);
 }
 
+// A tmpfs file that got no memfd (the budget was spent) moves into one at a later open,
+// but only when it has no other: the kernel fails a passthrough open with EIO while opens
+// that use the inode's page cache last.
+TEST_P(FuseServerTest, ATmpfsFileMovesToItsMemfdOnlyWhenNotOpen) {
+  if (!KernelHasPassthrough()) GTEST_SKIP() << "kernel without FUSE passthrough";
+  auto fs = std::make_shared<fs::Tmpfs>(fs::TmpfsOptions{.memfd_files = 1});
+  hfs::create_directories(host_ / "v");
+  ASSERT_TRUE(vfs_->MountAt("/v", fs, {}, "none").has_value());
+  std::ofstream(M("v/a")) << "first";
+  std::ofstream(M("v/b")) << "second";
+  ASSERT_EQ(fs->memfd_files(), 1u);  // "a"'s; "b" is in memory.
+  p9::UniqueFd held(open(M("v/b").c_str(), O_RDONLY));
+  ASSERT_GE(held.get(), 0);
+  char buf[16];
+  ASSERT_EQ(pread(held.get(), buf, sizeof(buf), 0), 6);
+  // "a" goes, and with the kernel's FORGET its memfd.
+  ASSERT_EQ(unlink(M("v/a").c_str()), 0);
+  for (int i = 0; i < 200 && fs->memfd_files() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(fs->memfd_files(), 0u) << "the kernel never forgot v/a";
+  // A second open while the first lasts: still served from memory, not refused.
+  {
+    p9::UniqueFd again(open(M("v/b").c_str(), O_RDWR));
+    ASSERT_GE(again.get(), 0) << strerror(errno);
+    ASSERT_EQ(pwrite(again.get(), "S", 1, 0), 1) << strerror(errno);
+  }
+  EXPECT_EQ(fs->memfd_files(), 0u);
+  held.reset();
+  // With no open left, the next one moves the bytes and passes through.
+  const uint64_t reads = fuse_->received(FUSE_READ);
+  p9::UniqueFd last(open(M("v/b").c_str(), O_RDONLY | O_DIRECT));
+  ASSERT_GE(last.get(), 0) << strerror(errno);
+  EXPECT_EQ(fs->memfd_files(), 1u);
+  std::unique_ptr<char, decltype(&free)> al(static_cast<char*>(aligned_alloc(4096, 4096)), &free);
+  ASSERT_EQ(pread(last.get(), al.get(), 4096, 0), 6) << strerror(errno);
+  EXPECT_EQ(std::string(al.get(), 6), "Second");
+  EXPECT_EQ(fuse_->received(FUSE_READ), reads) << "read by the kernel on the memfd";
+}
+
 // Requests take the transport the variant asks for: every LOOKUP through the rings with
 // FuseOptions::uring (none through /dev/fuse), none through them without. Large requests
 // and replies fit the ring entries: 1 MiB writes and reads of a tmpfs file, and reads of a

@@ -294,6 +294,11 @@ class TmpInode : public Inode {
     return n;
   }
   int memfd() const { return data_ ? data_->memfd() : -1; }
+  // A regular file's open ends (TmpFile's destructor).
+  void Closed() {
+    std::lock_guard l(s_->mu);
+    --opens_;
+  }
   Result<std::vector<DirEntry>> List(uint64_t offset) {
     std::lock_guard l(s_->mu);
     if (dead_) return std::vector<DirEntry>{};
@@ -317,6 +322,7 @@ class TmpInode : public Inode {
   std::shared_ptr<Tmpfs::State> s_;
   Attr attr_;
   std::unique_ptr<FileData> data_;         // Regular files.
+  int opens_ = 0;                          // Regular files: TmpFiles alive.
   std::string target_;                     // Symlinks.
   std::map<std::string, Entry> children_;  // Directories.
   uint64_t next_cookie_ = 3;               // 1 and 2 are "." and "..".
@@ -328,6 +334,9 @@ class TmpInode : public Inode {
 class TmpFile : public OpenFile {
  public:
   TmpFile(std::shared_ptr<TmpInode> inode, int flags) : inode_(std::move(inode)), flags_(flags) {}
+  ~TmpFile() override {
+    if (inode_->type() == S_IFREG) inode_->Closed();
+  }
   Result<size_t> ReadAt(std::span<char> dst, uint64_t off) override {
     if (inode_->type() != S_IFREG) return Errno(EISDIR);
     return inode_->Read(dst, off);
@@ -368,8 +377,11 @@ Result<std::unique_ptr<OpenFile>> TmpInode::Open(int flags) {
       attr_.mtime = attr_.ctime = vfs::Now();
     }
     // From the first open on, the bytes are in a memfd if one can be had (else they stay in
-    // memory, and this open is served through ReadAt/WriteAt).
-    data_->ToMemfd(attr_.atime, attr_.mtime);
+    // memory, and this open is served through ReadAt/WriteAt). Only when no other open
+    // exists: the kernel refuses (EIO) a passthrough open of an inode that has opens using
+    // its page cache, and every open before the move was one.
+    if (opens_ == 0) data_->ToMemfd(attr_.atime, attr_.mtime);
+    ++opens_;
   }
   return std::unique_ptr<OpenFile>(std::make_unique<TmpFile>(
       std::static_pointer_cast<TmpInode>(shared_from_this()), flags));
@@ -426,5 +438,7 @@ Tmpfs::Tmpfs(TmpfsOptions opts) : state_(std::make_shared<State>()) {
 Tmpfs::~Tmpfs() = default;
 
 std::shared_ptr<vfs::Inode> Tmpfs::root() { return root_; }
+
+size_t Tmpfs::memfd_files() const { return state_->memfds->used(); }
 
 }  // namespace sentry::fs

@@ -35,6 +35,8 @@ class Tmpfs : public vfs::Filesystem {
   ~Tmpfs() override;
   std::string type() const override { return "tmpfs"; }
   std::shared_ptr<vfs::Inode> root() override;
+  // Files whose bytes are in a memfd now (TmpfsOptions::memfd_files).
+  size_t memfd_files() const;
 
   struct State;  // Shared by the inodes; see tmpfs.cc.
 

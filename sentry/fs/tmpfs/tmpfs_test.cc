@@ -192,9 +192,15 @@ TEST(TmpfsMemfdTest, FilesBeyondTheBudgetStayInMemoryUntilThereIsRoom) {
   r.mask = SetAttrRequest::kAtime | SetAttrRequest::kMtime;
   r.atime = r.mtime = {1000000000, 3};
   ASSERT_TRUE(inos[2]->SetAttr(r).has_value());
-  // The last reference to "a" goes: its memfd is closed and given back.
+  // The last reference to "a" goes: its memfd is closed and given back. "c" moves at an
+  // open only when it has no other: those were served from memory (the kernel's page cache),
+  // and it refuses passthrough to an inode while such opens last.
+  auto held = inos[2]->Open(O_RDONLY);
+  ASSERT_TRUE(held.has_value());
   ASSERT_TRUE(root->Unlink("a", false).has_value());
   inos[0].reset();
+  EXPECT_FALSE(io(2));
+  held->reset();
   EXPECT_TRUE(io(2));
   auto st = inos[2]->GetAttr();
   ASSERT_TRUE(st.has_value());
