@@ -826,7 +826,9 @@ TEST_P(FuseServerTest, PassthroughDoesFileIoInTheKernel) {
     EXPECT_EQ(st.st_mode & 07777, 0600u);
     ASSERT_EQ(close(fd), 0);
     // Seen at once (on the host too), and read back through another open.
-    if (!host.empty()) EXPECT_EQ(hfs::file_size(host), 200003u);
+    if (!host.empty()) {
+      EXPECT_EQ(hfs::file_size(host), 200003u);
+    }
     std::string back = Slurp(M(rel));
     ASSERT_EQ(back.size(), 200003u);
     EXPECT_EQ(back.substr(0, data.size()), data);
@@ -847,7 +849,9 @@ TEST_P(FuseServerTest, PassthroughDoesFileIoInTheKernel) {
     ASSERT_EQ(write(fd, "XY", 2), 2);
     ASSERT_EQ(close(fd), 0);
     EXPECT_EQ(Slurp(M(rel)), "abcdefghijXY");
-    if (!host.empty()) EXPECT_EQ(Slurp(host), "abcdefghijXY");
+    if (!host.empty()) {
+      EXPECT_EQ(Slurp(host), "abcdefghijXY");
+    }
     ASSERT_EQ(stat(M(rel).c_str(), &st), 0);
     EXPECT_EQ(st.st_size, 12);
     EXPECT_GT(st.st_mtim.tv_sec, 1000000000);
@@ -865,7 +869,9 @@ TEST_P(FuseServerTest, PassthroughDoesFileIoInTheKernel) {
     static_cast<char*>(m)[1] = 'B';
     munmap(m, 12);
     EXPECT_EQ(Slurp(M(rel)), "ABcdefghijXY");
-    if (!host.empty()) EXPECT_EQ(Slurp(host), "ABcdefghijXY");
+    if (!host.empty()) {
+      EXPECT_EQ(Slurp(host), "ABcdefghijXY");
+    }
     // Opened with O_TRUNC: empty.
     fd = open(M(rel).c_str(), O_WRONLY | O_TRUNC);
     ASSERT_GE(fd, 0);
