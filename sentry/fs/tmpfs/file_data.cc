@@ -92,17 +92,22 @@ bool FileData::ToMemfd(const timespec& atime, const timespec& mtime) {
   return true;
 }
 
+int FileData::MemfdOrLock(std::unique_lock<std::mutex>& l) const {
+  if (int fd = memfd(); fd >= 0) return fd;
+  l = std::unique_lock(mu_);
+  int fd = memfd_.load(std::memory_order_relaxed);
+  if (fd >= 0) l.unlock();  // Moved meanwhile: the memfd needs no lock.
+  return fd;
+}
+
 Result<size_t> FileData::Read(std::span<char> dst, uint64_t off) {
-  int fd = memfd();
+  std::unique_lock<std::mutex> l;
+  const int fd = MemfdOrLock(l);
   if (fd < 0) {
-    std::lock_guard l(mu_);
-    fd = memfd_.load(std::memory_order_relaxed);
-    if (fd < 0) {
-      if (off >= data_.size()) return size_t{0};
-      size_t n = std::min<uint64_t>(dst.size(), data_.size() - off);
-      std::memcpy(dst.data(), data_.data() + off, n);
-      return n;
-    }
+    if (off >= data_.size()) return size_t{0};
+    size_t n = std::min<uint64_t>(dst.size(), data_.size() - off);
+    std::memcpy(dst.data(), data_.data() + off, n);
+    return n;
   }
   if (off > kMaxSize) return size_t{0};
   for (;;) {
@@ -113,17 +118,14 @@ Result<size_t> FileData::Read(std::span<char> dst, uint64_t off) {
 }
 
 Result<size_t> FileData::Write(std::span<const char> src, uint64_t off, bool append) {
-  int fd = memfd();
+  std::unique_lock<std::mutex> l;
+  const int fd = MemfdOrLock(l);
   if (fd < 0) {
-    std::lock_guard l(mu_);
-    fd = memfd_.load(std::memory_order_relaxed);
-    if (fd < 0) {
-      if (append) off = data_.size();
-      if (off > kMaxSize || src.size() > kMaxSize - off) return Errno(EFBIG);
-      if (data_.size() < off + src.size()) data_.resize(off + src.size(), '\0');
-      if (!src.empty()) std::memcpy(data_.data() + off, src.data(), src.size());
-      return src.size();
-    }
+    if (append) off = data_.size();
+    if (off > kMaxSize || src.size() > kMaxSize - off) return Errno(EFBIG);
+    if (data_.size() < off + src.size()) data_.resize(off + src.size(), '\0');
+    if (!src.empty()) std::memcpy(data_.data() + off, src.data(), src.size());
+    return src.size();
   }
   if (append) {
     // RWF_APPEND: at the end of file as the kernel sees it, even against its own writes.
@@ -144,14 +146,11 @@ Result<size_t> FileData::Write(std::span<const char> src, uint64_t off, bool app
 
 Result<void> FileData::Truncate(uint64_t size) {
   if (size > kMaxSize) return Errno(EFBIG);
-  int fd = memfd();
+  std::unique_lock<std::mutex> l;
+  const int fd = MemfdOrLock(l);
   if (fd < 0) {
-    std::lock_guard l(mu_);
-    fd = memfd_.load(std::memory_order_relaxed);
-    if (fd < 0) {
-      data_.resize(size, '\0');
-      return p9::Ok();
-    }
+    data_.resize(size, '\0');
+    return p9::Ok();
   }
   while (ftruncate(fd, static_cast<off_t>(size)) != 0) {
     if (errno != EINTR) return p9::LastErrno();
@@ -161,15 +160,12 @@ Result<void> FileData::Truncate(uint64_t size) {
 
 Result<FileData::Stat> FileData::GetStat() const {
   Stat s;
-  int fd = memfd();
+  std::unique_lock<std::mutex> l;
+  const int fd = MemfdOrLock(l);
   if (fd < 0) {
-    std::lock_guard l(mu_);
-    fd = memfd_.load(std::memory_order_relaxed);
-    if (fd < 0) {
-      s.size = data_.size();
-      s.blocks = (s.size + 511) / 512;
-      return s;
-    }
+    s.size = data_.size();
+    s.blocks = (s.size + 511) / 512;
+    return s;
   }
   struct stat st;
   if (fstat(fd, &st) != 0) return p9::LastErrno();

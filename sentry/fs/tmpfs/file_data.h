@@ -76,6 +76,10 @@ class FileData {
   p9::Result<void> SetTimes(const timespec& atime, const timespec& mtime);
 
  private:
+  // The memfd; or -1, with `l` then holding mu_, while the bytes are in memory (they stay
+  // there until `l` lets go).
+  int MemfdOrLock(std::unique_lock<std::mutex>& l) const;
+
   const std::shared_ptr<MemfdBudget> budget_;
   mutable std::mutex mu_;        // Guards data_, and the move into the memfd.
   std::string data_;             // While memfd_ < 0.
